@@ -1,0 +1,254 @@
+"""Level 3: batched multi-head attention in PyTorch.
+
+Shapes follow the book: x (B, T, d_model); per-head q, k, v (B, H, T, d_head) with
+d_head = d_model / num_heads; weights (B, H, T, S).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ._validate import check_mask_shape, check_qkv_shapes, require_tensor, shape_str
+
+
+def scaled_dot_product_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    is_causal: bool = False,
+    scale: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention with the semantics of ``torch.nn.functional.scaled_dot_product_attention``,
+    returning the weights as well.
+
+    Args:
+        q: (..., T, d_k). k: (..., S, d_k). v: (..., S, d_v). Leading dimensions broadcast.
+        attn_mask: optional, broadcastable to (..., T, S). Boolean: True = attend. Floating: added
+            to the scores. Must not be combined with ``is_causal`` (as in torch).
+        is_causal: query i sees keys j <= i, aligned top-left exactly as torch aligns it
+            (for T != S use ``masks.causal_mask(T, S, align="bottom_right")`` when decoding).
+        scale: multiply the scores by this; default 1/sqrt(d_k).
+    Returns:
+        (out, weights): out (..., T, d_v), weights (..., T, S). Fully masked rows give zero
+        weights and a zero output, as torch's SDPA does (a plain softmax would give NaN).
+    Raises:
+        TypeError: an input is not a floating tensor, dtypes differ, or the mask is neither bool
+            nor of q's dtype.
+        ValueError: shapes disagree (the message gives them), an empty sequence, a mask that does
+            not broadcast to (..., T, S), or a mask together with ``is_causal``.
+    """
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        require_tensor(name, t)
+    check_qkv_shapes(q.shape, k.shape, v.shape, names=("q", "k", "v"))
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(
+            f"q, k and v must share one dtype, got q {q.dtype}, k {k.dtype}, v {v.dtype}."
+        )
+    if attn_mask is not None and is_causal:
+        raise ValueError(
+            "attn_mask and is_causal=True cannot be combined (torch forbids it too): fold the "
+            "causal mask into attn_mask with masks.causal_mask(T, S) & attn_mask."
+        )
+    T, d_k = q.shape[-2], q.shape[-1]
+    S = k.shape[-2]
+    if scale is None:
+        scale = 1.0 / math.sqrt(d_k)
+
+    # (..., T, d_k) @ (..., d_k, S) -> (..., T, S). Scale q (T*d_k numbers), not the scores.
+    scores = torch.matmul(q * scale, k.transpose(-2, -1))
+    allowed = None
+    if attn_mask is not None:
+        require_tensor("attn_mask", attn_mask, floating=False)
+        check_mask_shape("attn_mask", tuple(attn_mask.shape), tuple(scores.shape))
+        if attn_mask.dtype == torch.bool:
+            allowed = attn_mask
+        elif attn_mask.dtype == q.dtype:
+            scores.add_(attn_mask)
+        else:
+            raise TypeError(
+                f"attn_mask must be torch.bool (True = attend) or q's dtype {q.dtype} (added to "
+                f"the scores), got {attn_mask.dtype}."
+            )
+    elif is_causal:
+        allowed = torch.ones(T, S, dtype=torch.bool, device=q.device).tril()
+    if allowed is not None:
+        scores.masked_fill_(~allowed, float("-inf"))
+    weights = _softmax_(scores)
+    return torch.matmul(weights, v), weights
+
+
+def _softmax_(scores: torch.Tensor) -> torch.Tensor:
+    """Row-wise softmax that overwrites ``scores``; rows of only -inf become zeros, not NaN.
+
+    When autograd records ``scores`` (training), the same steps run out of place: backward needs
+    the intermediate results that the in-place version would overwrite.
+    """
+    if scores.requires_grad:
+        m = scores.detach().amax(dim=-1, keepdim=True)
+        m = m.masked_fill(torch.isneginf(m), 0.0)
+        e = (scores - m).exp()
+        total = e.sum(dim=-1, keepdim=True)
+        return e / total.masked_fill(total == 0, 1.0)
+    m = scores.amax(dim=-1, keepdim=True)
+    m.masked_fill_(torch.isneginf(m), 0.0)
+    scores.sub_(m).exp_()
+    total = scores.sum(dim=-1, keepdim=True)
+    total.masked_fill_(total == 0, 1.0)
+    return scores.div_(total)
+
+
+def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """(B, T, d_model) -> (B, H, T, d_head): head h gets features [h*d_head, (h+1)*d_head).
+
+    ``view`` splits the last dimension into (H, d_head) in place; ``transpose`` then brings H in
+    front of T so each head is a (T, d_head) matrix for batched matmul. A plain
+    ``view(B, H, T, d_head)`` would be wrong: it would cut the memory of one sentence into H
+    chunks of consecutive *tokens*, mixing positions and features.
+    """
+    B, T, d_model = x.shape
+    if d_model % num_heads:
+        raise ValueError(
+            f"num_heads={num_heads} must divide d_model={d_model} (x has shape "
+            f"{shape_str(x.shape)})."
+        )
+    return x.view(B, T, num_heads, d_model // num_heads).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """(B, H, T, d_head) -> (B, T, H * d_head), the inverse of :func:`split_heads`."""
+    B, H, T, d_head = x.shape
+    return x.transpose(1, 2).contiguous().view(B, T, H * d_head)
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Multi-head self-attention: project, split into heads, attend, merge, project.
+
+    Args:
+        d_model: width of the tokens.
+        num_heads: number of heads H; must divide d_model (d_head = d_model / H).
+        bias: whether the four projections have biases.
+    Raises:
+        ValueError: ``num_heads`` < 1 or does not divide ``d_model``.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, bias: bool = True) -> None:
+        super().__init__()
+        if num_heads < 1 or d_model < 1 or d_model % num_heads:
+            raise ValueError(
+                f"num_heads must be >= 1 and divide d_model: got d_model={d_model}, "
+                f"num_heads={num_heads} (d_model / num_heads = {d_model / max(num_heads, 1):g})."
+            )
+        self.d_model = d_model
+        self.num_heads = num_heads
+        self.d_head = d_model // num_heads
+        # nn.Linear computes y = x W^T + b, so W_q.weight is (d_model, d_model) = W_Q transposed.
+        self.W_q = nn.Linear(d_model, d_model, bias=bias)
+        self.W_k = nn.Linear(d_model, d_model, bias=bias)
+        self.W_v = nn.Linear(d_model, d_model, bias=bias)
+        self.W_o = nn.Linear(d_model, d_model, bias=bias)
+
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, T, d_model) -> q, k, v, each (B, H, T, d_head)."""
+        return (
+            split_heads(self.W_q(x), self.num_heads),
+            split_heads(self.W_k(x), self.num_heads),
+            split_heads(self.W_v(x), self.num_heads),
+        )
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+        need_weights: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Attend over the tokens of each sentence.
+
+        Args:
+            x: (B, T, d_model).
+            padding_mask: optional (B, T) bool, True = a real token (``masks.padding_mask``);
+                padded keys are hidden from every query.
+            is_causal: hide future tokens (query i sees keys j <= i).
+            need_weights: return the (B, H, T, T) weights; with False the fused
+                ``torch.nn.functional.scaled_dot_product_attention`` runs instead (faster) and
+                None is returned in their place.
+        Returns:
+            (out, weights): out (B, T, d_model); weights (B, H, T, T) or None.
+        Raises:
+            TypeError: x is not a floating tensor or padding_mask not a bool tensor.
+            ValueError: x is not (B, T, d_model) or padding_mask not (B, T).
+        """
+        require_tensor("x", x)
+        if x.ndim != 3 or x.shape[-1] != self.d_model:
+            raise ValueError(
+                f"x must have shape (B, T, d_model) = (B, T, {self.d_model}), got shape "
+                f"{shape_str(x.shape)}."
+            )
+        B, T, _ = x.shape
+        if T == 0:
+            raise ValueError(f"x has an empty sequence (shape {shape_str(x.shape)}).")
+        mask = None
+        if padding_mask is not None:
+            require_tensor("padding_mask", padding_mask, floating=False)
+            if padding_mask.dtype != torch.bool:
+                raise TypeError(
+                    f"padding_mask must have dtype torch.bool (True = real token), got "
+                    f"{padding_mask.dtype}."
+                )
+            if tuple(padding_mask.shape) != (B, T):
+                raise ValueError(
+                    f"padding_mask must have shape (B, T) = ({B}, {T}), got shape "
+                    f"{shape_str(padding_mask.shape)}."
+                )
+            mask = padding_mask[:, None, None, :]  # (B, 1, 1, T): hide padded keys
+            if is_causal:
+                causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+                mask = mask & causal
+        q, k, v = self.project(x)  # each (B, H, T, d_head)
+        causal_flag = is_causal and mask is None
+        if need_weights:
+            out, weights = scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal_flag)
+        else:
+            out = nn.functional.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=causal_flag
+            )
+            weights = None
+        return self.W_o(merge_heads(out)), weights  # (B, T, d_model)
+
+    @classmethod
+    def from_torch(cls, mha: nn.MultiheadAttention) -> MultiHeadSelfAttention:
+        """A copy of ``mha``'s weights in this class, so both give the same output.
+
+        ``nn.MultiheadAttention`` keeps W_q, W_k, W_v stacked in ``in_proj_weight`` (3E, E), in
+        that order. Works whatever ``mha.batch_first`` is (it only changes how mha reads inputs).
+
+        Raises:
+            TypeError: ``mha`` is not an ``nn.MultiheadAttention``.
+            ValueError: ``mha`` has separate key/value widths (kdim/vdim != embed_dim),
+                bias_k/bias_v or add_zero_attn, which self-attention does not use.
+        """
+        if not isinstance(mha, nn.MultiheadAttention):
+            raise TypeError(f"mha must be an nn.MultiheadAttention, got {type(mha).__name__}.")
+        if not mha._qkv_same_embed_dim or mha.bias_k is not None or mha.add_zero_attn:
+            raise ValueError(
+                "mha must use kdim = vdim = embed_dim, no bias_k/bias_v and no add_zero_attn."
+            )
+        bias = mha.in_proj_bias is not None
+        new = cls(mha.embed_dim, mha.num_heads, bias=bias)
+        new = new.to(device=mha.in_proj_weight.device, dtype=mha.in_proj_weight.dtype)
+        with torch.no_grad():
+            for lin, w in zip((new.W_q, new.W_k, new.W_v), mha.in_proj_weight.chunk(3)):
+                lin.weight.copy_(w)
+            new.W_o.weight.copy_(mha.out_proj.weight)
+            if bias:
+                for lin, b in zip((new.W_q, new.W_k, new.W_v), mha.in_proj_bias.chunk(3)):
+                    lin.bias.copy_(b)
+                new.W_o.bias.copy_(mha.out_proj.bias)
+        return new
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, num_heads={self.num_heads}, d_head={self.d_head}"

@@ -1,0 +1,151 @@
+"""Level 2: attention as matrix products in NumPy.
+
+The same maths as :mod:`selfattention.loops`, written as three array operations:
+``scores = Q @ K^T * scale``, a row-wise softmax, ``out = weights @ V``. Any leading batch
+dimensions broadcast, so one call handles a batch of sentences or of heads.
+
+The softmax works in place on the score matrix: with T = S = 2048 and 8 heads one (T, S) float32
+array is 128 MiB, and every avoidable temporary of that size costs time (page faults) and memory.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._validate import check_mask_shape, check_qkv_shapes, require_array, shape_str
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Numerically stable softmax along ``axis``; returns a new array of x's shape.
+
+    Subtracts the maximum along ``axis`` first so no exponent is positive (float32 logits of 1e4 stay
+    finite). Slices that are entirely -inf (fully masked rows) give zeros, not NaN.
+
+    Raises:
+        TypeError: ``x`` is not a floating array.
+        ValueError: ``axis`` is out of range or the axis is empty.
+    """
+    x = require_array("x", x)
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"axis={axis} is out of range for x of shape {shape_str(x.shape)}.")
+    if x.shape[axis] == 0:
+        raise ValueError(f"x has an empty axis {axis} (shape {shape_str(x.shape)}).")
+    out = np.array(x, copy=True)
+    _softmax_inplace(out, axis)
+    return out
+
+
+def _softmax_inplace(a: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Softmax of ``a`` along ``axis``, overwriting ``a`` (which must be a float array)."""
+    m = a.max(axis=axis, keepdims=True)
+    # A row of only -inf has max -inf; shifting by it would give NaN (-inf - -inf). Shift by 0.
+    m[~np.isfinite(m)] = 0.0
+    np.subtract(a, m, out=a)
+    np.exp(a, out=a)
+    total = a.sum(axis=axis, keepdims=True)
+    # A fully masked row sums to 0: divide by 1 so it stays all zeros.
+    total[total == 0] = 1.0
+    np.divide(a, total, out=a)
+    return a
+
+
+def causal_mask(T: int, S: int | None = None) -> np.ndarray:
+    """Boolean (T, S) array, True = attend: query i sees keys j <= i (top-left, as torch aligns)."""
+    S = T if S is None else S
+    return np.tri(T, S, dtype=bool)
+
+
+def attention(
+    Q: np.ndarray,
+    K: np.ndarray,
+    V: np.ndarray,
+    mask: np.ndarray | None = None,
+    causal: bool = False,
+    scale: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scaled dot-product attention with NumPy.
+
+    Args:
+        Q: (..., T, d_k) queries.
+        K: (..., S, d_k) keys.
+        V: (..., S, d_v) values.
+        mask: optional, broadcastable to (..., T, S). Boolean: True = attend (the convention of
+            torch's SDPA). Floating: added to the scores (use -inf to hide).
+        causal: hide keys j > i for query i (top-left alignment, as torch's ``is_causal``).
+            Combined with ``mask`` by logical and.
+        scale: multiply scores by this; default 1/sqrt(d_k).
+    Returns:
+        (out, weights): out (..., T, d_v) and weights (..., T, S). Rows of weights sum to 1, except
+        fully masked rows, which are all zeros (and so is their output), as in torch.
+    Raises:
+        TypeError: an input is not a floating array, or the mask is neither bool nor float.
+        ValueError: the shapes do not agree (the message gives both), an empty sequence, or a mask
+            that does not broadcast to (..., T, S).
+    """
+    Q = require_array("Q", Q)
+    K = require_array("K", K)
+    V = require_array("V", V)
+    check_qkv_shapes(Q.shape, K.shape, V.shape)
+    T, d_k = Q.shape[-2:]
+    S = K.shape[-2]
+    if scale is None:
+        scale = 1.0 / np.sqrt(d_k)
+    dtype = np.result_type(Q.dtype, K.dtype, V.dtype)
+
+    # Scale Q (T x d_k numbers) rather than the scores (T x S numbers): same result, less work.
+    scores = np.matmul(Q * dtype.type(scale), np.swapaxes(K, -1, -2)).astype(dtype, copy=False)
+    allowed = None
+    if mask is not None:
+        if not isinstance(mask, np.ndarray):
+            raise TypeError(f"mask must be a NumPy array, got {type(mask).__name__}.")
+        check_mask_shape("mask", mask.shape, scores.shape)
+        if mask.dtype == bool:
+            allowed = mask
+        elif np.issubdtype(mask.dtype, np.floating):
+            scores += mask
+        else:
+            raise TypeError(
+                f"mask must be boolean (True = attend) or floating (added to the scores), got "
+                f"dtype {mask.dtype}."
+            )
+    if causal:
+        c = causal_mask(T, S)
+        allowed = c if allowed is None else (allowed & c)
+    if allowed is not None:
+        np.copyto(scores, -np.inf, where=~np.broadcast_to(allowed, scores.shape))
+
+    weights = _softmax_inplace(scores)
+    out = np.matmul(weights, V)
+    return out, weights
+
+
+def self_attention(
+    X: np.ndarray,
+    W_q: np.ndarray,
+    W_k: np.ndarray,
+    W_v: np.ndarray,
+    causal: bool = False,
+    mask: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Self-attention of X with itself: Q = X W_q, K = X W_k, V = X W_v, then :func:`attention`.
+
+    Args:
+        X: (..., T, d_model).
+        W_q, W_k: (d_model, d_k). W_v: (d_model, d_v).
+    Returns:
+        (out, weights): (..., T, d_v) and (..., T, T).
+    Raises:
+        ValueError: a weight's first dimension is not d_model, or W_q and W_k differ in d_k.
+    """
+    X = require_array("X", X)
+    if X.ndim < 2:
+        raise ValueError(f"X must have shape (..., T, d_model), got shape {shape_str(X.shape)}.")
+    d_model = X.shape[-1]
+    for name, W in (("W_q", W_q), ("W_k", W_k), ("W_v", W_v)):
+        W = require_array(name, W)
+        if W.ndim != 2 or W.shape[0] != d_model:
+            raise ValueError(
+                f"{name} must have shape (d_model, d) = ({d_model}, d) to multiply X of shape "
+                f"{shape_str(X.shape)}, got shape {shape_str(W.shape)}."
+            )
+    return attention(X @ W_q, X @ W_k, X @ W_v, mask=mask, causal=causal)
