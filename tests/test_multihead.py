@@ -1,0 +1,152 @@
+"""Level 3 (PyTorch) against torch's SDPA and nn.MultiheadAttention, and against level 2."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from _helpers import (
+    PROPERTY,
+    Case,
+    assert_close,
+    case_strategy,
+    one_thread,  # noqa: F401 (autouse: one thread per module)
+    reference_weights,
+    torch_sdpa,
+)
+from hypothesis import given
+from torch import nn
+
+from selfattention import masks, vectorized
+from selfattention.multihead import (
+    MultiHeadSelfAttention,
+    merge_heads,
+    scaled_dot_product_attention,
+    split_heads,
+)
+
+DT = [torch.float32, torch.float64]
+
+
+@PROPERTY
+@given(case=case_strategy())
+def test_sdpa_equals_torch_sdpa_and_numpy(case: Case):
+    out, w = scaled_dot_product_attention(case.q, case.k, case.v, **case.torch_kw)
+    assert out.dtype == case.q.dtype and w.dtype == case.q.dtype
+    ref = torch_sdpa(case.q, case.k, case.v, **case.torch_kw)
+    assert_close(out, ref, case.dtype, "multihead vs torch SDPA " + repr(case))
+    assert_close(w, reference_weights(case.q, case.k, **case.torch_kw), case.dtype, "weights")
+    out_np, w_np = vectorized.attention(case.Q, case.K, case.V, mask=case.mask, causal=case.causal,
+                                        scale=case.scale)
+    assert_close(out, out_np, case.dtype, "multihead vs vectorized")
+    assert_close(w, w_np, case.dtype, "weights multihead vs vectorized")
+
+
+@pytest.mark.parametrize("dtype", DT)
+def test_sdpa_is_causal_aligned_top_left_like_torch(dtype):
+    torch.manual_seed(0)
+    q, k, v = torch.randn(1, 4, dtype=dtype), torch.randn(5, 4, dtype=dtype), torch.randn(5, 3, dtype=dtype)
+    out, w = scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert torch.equal(w[0, 1:], torch.zeros(4, dtype=dtype))  # the single query sees key 0 only
+    assert_close(out, torch_sdpa(q, k, v, is_causal=True), dtype)
+    assert_close(out, v[:1], dtype)
+
+
+def test_sdpa_gradients_match_torch():
+    torch.manual_seed(1)
+    args = [torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    mask = masks.causal_mask(4, 4)
+    out, _ = scaled_dot_product_attention(*args, attn_mask=mask)
+    grads = torch.autograd.grad(out.square().sum(), args)
+    ref = torch_sdpa(*args, attn_mask=mask)
+    grads_ref = torch.autograd.grad(ref.square().sum(), args)
+    for g, r in zip(grads, grads_ref):
+        assert_close(g, r, torch.float64)
+
+
+def test_split_merge_heads_roundtrip_and_layout():
+    x = torch.arange(2 * 3 * 8, dtype=torch.float32).view(2, 3, 8)
+    h = split_heads(x, 4)
+    assert h.shape == (2, 4, 3, 2)
+    assert torch.equal(h[1, 2, 0], x[1, 0, 4:6])  # head 2 owns features [4, 6)
+    assert torch.equal(merge_heads(h), x)
+
+
+# ---------------------------------------------------------------- nn.MultiheadAttention
+def _pair(E, H, bias, batch_first, dtype, seed=0):
+    torch.manual_seed(seed)
+    mha = nn.MultiheadAttention(E, H, bias=bias, batch_first=batch_first, dtype=dtype).eval()
+    if bias:  # torch initialises the biases to zero; make them matter
+        with torch.no_grad():
+            mha.in_proj_bias.normal_()
+            mha.out_proj.bias.normal_()
+    return mha, MultiHeadSelfAttention.from_torch(mha)
+
+
+def _torch_mha(mha, x, key_padding_mask=None, attn_mask=None):
+    xt = x if mha.batch_first else x.transpose(0, 1)  # (T, B, E) when batch_first=False
+    out, w = mha(xt, xt, xt, key_padding_mask=key_padding_mask, attn_mask=attn_mask,
+                 need_weights=True, average_attn_weights=False)
+    return (out if mha.batch_first else out.transpose(0, 1)), w
+
+
+@pytest.mark.parametrize("dtype", DT)
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("causal", [False, True])
+def test_from_torch_equals_nn_multiheadattention(dtype, batch_first, bias, padded, causal):
+    B, T, E, H = 3, 6, 12, 3
+    mha, mine = _pair(E, H, bias, batch_first, dtype)
+    x = torch.randn(B, T, E, dtype=dtype)
+    pm = masks.padding_mask([6, 4, 1], T) if padded else None  # True = real token
+    kpm = None if pm is None else ~pm  # torch: True = ignore
+    am = ~masks.causal_mask(T) if causal else None  # torch's MHA bool attn_mask: True = hide
+    with torch.no_grad():
+        out, w = mine(x, padding_mask=pm, is_causal=causal)
+        ref, w_ref = _torch_mha(mha, x, kpm, am)
+        out_fast, none = mine(x, padding_mask=pm, is_causal=causal, need_weights=False)
+    assert w.shape == (B, H, T, T) and none is None
+    assert_close(out, ref, dtype, "MHSA vs nn.MultiheadAttention")
+    assert_close(w, w_ref, dtype, "per-head weights vs average_attn_weights=False")
+    assert_close(out_fast, out, dtype, "need_weights=False path vs need_weights=True path")
+
+
+def test_from_torch_is_causal_flag_matches_torch():
+    mha, mine = _pair(8, 2, True, True, torch.float64)
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    cm = nn.Transformer.generate_square_subsequent_mask(5, dtype=torch.float64)
+    with torch.no_grad():
+        ref, _ = mha(x, x, x, attn_mask=cm, is_causal=True, need_weights=False)
+        out, _ = mine(x, is_causal=True)
+    assert_close(out, ref, torch.float64)
+
+
+def test_need_weights_false_with_fully_padded_sentence():
+    _, mine = _pair(8, 2, True, True, torch.float64)
+    x = torch.randn(2, 4, 8, dtype=torch.float64)
+    pm = masks.padding_mask([0, 3], 4)  # sentence 0 is all padding: every row fully masked
+    with torch.no_grad():
+        out, w = mine(x, padding_mask=pm)
+        out2, _ = mine(x, padding_mask=pm, need_weights=False)
+    assert torch.all(w[0] == 0)
+    assert torch.allclose(out[0], mine.W_o.bias.expand(4, 8))  # zero attention -> only the bias
+    assert_close(out2, out, torch.float64)
+
+
+def test_module_trains_and_matches_torch_gradients():
+    mha, mine = _pair(8, 2, True, True, torch.float64)
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    out, _ = mine(x, is_causal=True)
+    out.square().sum().backward()
+    ref, _ = _torch_mha(mha, x, attn_mask=~masks.causal_mask(5))
+    ref.square().sum().backward()
+    assert_close(mine.W_o.weight.grad, mha.out_proj.weight.grad, torch.float64)
+    g_in = torch.cat([mine.W_q.weight.grad, mine.W_k.weight.grad, mine.W_v.weight.grad])
+    assert_close(g_in, mha.in_proj_weight.grad, torch.float64)
+
+
+def test_module_dtype_device_and_repr():
+    mha = nn.MultiheadAttention(8, 4, dtype=torch.float64)
+    mine = MultiHeadSelfAttention.from_torch(mha)
+    assert mine.W_q.weight.dtype == torch.float64
+    assert "num_heads=4" in repr(mine) and "d_head=2" in repr(mine)

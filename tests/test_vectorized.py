@@ -1,0 +1,100 @@
+"""Level 2 (NumPy) against torch's SDPA: batch/head dims, T != S, bool/float/causal masks, fully
+masked rows, scale overrides, float32 and float64."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from _helpers import (
+    PROPERTY,
+    Case,
+    assert_close,
+    case_strategy,
+    one_thread,  # noqa: F401 (autouse: one thread per module)
+    rand_qkv,
+    torch_sdpa,
+)
+from hypothesis import given
+
+from selfattention import vectorized
+
+
+@PROPERTY
+@given(case=case_strategy())
+def test_vectorized_equals_torch_sdpa(case: Case):
+    out, w = vectorized.attention(case.Q, case.K, case.V, mask=case.mask, causal=case.causal,
+                                  scale=case.scale)
+    assert out.dtype == case.dtype and w.dtype == case.dtype
+    assert out.shape == case.lead + (case.T, case.d_v)
+    assert w.shape == case.lead + (case.T, case.S)
+    ref = torch_sdpa(case.q, case.k, case.v, **case.torch_kw)
+    assert_close(out, ref, case.dtype, repr(case))
+    assert np.all(np.isfinite(out)) and np.all(np.isfinite(w))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mask_and_causal_combine_by_and(dtype):
+    rng = np.random.default_rng(1)
+    Q, K, V = rand_qkv(rng, (2,), 4, 6, 3, 2, dtype)
+    mask = rng.random((4, 6)) < 0.6
+    out, _ = vectorized.attention(Q, K, V, mask=mask, causal=True)
+    both = torch.from_numpy(mask & np.tri(4, 6, dtype=bool))
+    ref = torch_sdpa(*(torch.from_numpy(a) for a in (Q, K, V)), attn_mask=both)
+    assert_close(out, ref, dtype)
+
+
+def test_fully_masked_row_gives_zeros():
+    rng = np.random.default_rng(2)
+    Q, K, V = rand_qkv(rng, (), 3, 4, 2, 2)
+    mask = np.ones((3, 4), dtype=bool)
+    mask[1] = False
+    out, w = vectorized.attention(Q, K, V, mask=mask)
+    assert np.all(w[1] == 0) and np.all(out[1] == 0)
+    np.testing.assert_allclose(w[[0, 2]].sum(-1), 1.0, atol=1e-12)
+
+
+def test_keys_and_values_broadcast_over_heads():
+    rng = np.random.default_rng(3)
+    Q = rng.standard_normal((2, 4, 5, 3))  # (B, H, T, d_k)
+    K = rng.standard_normal((2, 1, 6, 3))  # one key/value head shared by all heads
+    V = rng.standard_normal((1, 1, 6, 2))
+    out, w = vectorized.attention(Q, K, V)
+    assert out.shape == (2, 4, 5, 2) and w.shape == (2, 4, 5, 6)
+    Kb, Vb = np.broadcast_to(K, (2, 4, 6, 3)), np.broadcast_to(V, (2, 4, 6, 2))
+    ref = torch_sdpa(*(torch.from_numpy(np.ascontiguousarray(a)) for a in (Q, Kb, Vb)))
+    assert_close(out, ref, np.float64)
+
+
+def test_softmax_function():
+    x = np.array([[1.0, 2.0, 3.0], [0.0, -np.inf, 0.0]])
+    s = vectorized.softmax(x)
+    np.testing.assert_allclose(s.sum(-1), 1.0, atol=1e-15)
+    assert s[1, 1] == 0 and s[1, 0] == pytest.approx(0.5)
+    np.testing.assert_allclose(vectorized.softmax(x[:1], axis=0), 1.0)
+    np.testing.assert_array_equal(x[0], [1.0, 2.0, 3.0])  # input untouched (a new array returned)
+    np.testing.assert_allclose(vectorized.softmax([1, 2, 3]), s[0])  # lists and ints accepted
+    np.testing.assert_array_equal(vectorized.softmax(np.full((2, 3), -np.inf)), 0.0)
+
+
+def test_int_inputs_are_promoted():
+    Q = np.array([[1, 0], [0, 1]])
+    out, w = vectorized.attention(Q, Q, Q)
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(w.sum(-1), 1.0)
+
+
+def test_self_attention_with_mask_matches_attention():
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((2, 5, 8))
+    W_q, W_k, W_v = (rng.standard_normal((8, d)) for d in (4, 4, 3))
+    mask = rng.random((5, 5)) < 0.8
+    out, w = vectorized.self_attention(X, W_q, W_k, W_v, mask=mask, causal=True)
+    out2, w2 = vectorized.attention(X @ W_q, X @ W_k, X @ W_v, mask=mask, causal=True)
+    np.testing.assert_array_equal(out, out2)
+    np.testing.assert_array_equal(w, w2)
+
+
+def test_causal_mask_helper_is_top_left():
+    np.testing.assert_array_equal(vectorized.causal_mask(2, 4), [[1, 0, 0, 0], [1, 1, 0, 0]])
+    np.testing.assert_array_equal(vectorized.causal_mask(3), np.tri(3, dtype=bool))
