@@ -1,0 +1,68 @@
+"""Exercise checks: ``from selfattention import checks as check; check.softmax(my_softmax)``.
+
+Each check runs your function on small cases. When it is right it says so in one line; when it is
+wrong it says what is wrong, names the classic mistake when it recognises one, and shows the
+input, the expected and the obtained values. Every check returns a :class:`CheckResult`
+(truthy when passed) and accepts ``raise_on_fail=True`` to raise :class:`CheckError` instead.
+
+Checks by chapter:
+
+* Part I: :func:`dot`, :func:`softmax_list`, :func:`attention_row` (loops);
+  :func:`softmax`, :func:`scores`, :func:`attention` (NumPy).
+* Part II: :func:`projections`, :func:`shuffled_weights`, :func:`sinusoidal`,
+  :func:`split_heads`, :func:`merge_heads`, :func:`multihead_attention`,
+  :func:`mha_parameter_count`, :func:`causal_mask`, :func:`masked_softmax`,
+  :func:`fix_inverted_mask`, :func:`kv_step`.
+* Part III: :func:`attention_flops`, :func:`online_softmax_update`;
+  :func:`lm_shift`, :func:`answer_targets`, :func:`greedy_generate` (the tiny transformer).
+* Chapter 9: :func:`cross_attention`, :func:`sliding_window_mask`, :func:`linear_attention`,
+  :func:`structured_penalty`.
+"""
+
+from ._core import CheckError, CheckResult
+from .beyond import cross_attention, linear_attention, sliding_window_mask, structured_penalty
+from .foundations import attention, attention_row, dot, scores, softmax, softmax_list
+from .layer import (
+    merge_heads,
+    mha_parameter_count,
+    multihead_attention,
+    projections,
+    shuffled_weights,
+    sinusoidal,
+    split_heads,
+)
+from .masking import causal_mask, fix_inverted_mask, kv_step, masked_softmax
+from .model import answer_targets, greedy_generate, lm_shift
+from .scale import attention_flops, online_softmax_update
+
+__all__ = [
+    "CheckError",
+    "CheckResult",
+    "answer_targets",
+    "attention",
+    "attention_flops",
+    "attention_row",
+    "causal_mask",
+    "dot",
+    "fix_inverted_mask",
+    "greedy_generate",
+    "kv_step",
+    "lm_shift",
+    "masked_softmax",
+    "merge_heads",
+    "mha_parameter_count",
+    "multihead_attention",
+    "online_softmax_update",
+    "projections",
+    "scores",
+    "shuffled_weights",
+    "sinusoidal",
+    "softmax",
+    "softmax_list",
+    "split_heads",
+    # chapter 9
+    "cross_attention",
+    "linear_attention",
+    "sliding_window_mask",
+    "structured_penalty",
+]

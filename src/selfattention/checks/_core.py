@@ -1,0 +1,341 @@
+"""The machinery behind the exercise checks.
+
+A check runs the learner's function on a few small cases and compares the result with the
+library's answer. When they differ it tries the classic mistakes one by one (each is a small
+function computing what a specific wrong implementation would return) and, if one matches, names
+it. It never shows a traceback from inside the checker: a function that is not callable, has the
+wrong signature or raises is reported in one plain paragraph.
+
+Results are returned as :class:`CheckResult` and, when the environment variable
+``SELFATTENTION_CHECKS_LOG`` names a file, appended to it as one JSON line each, which is how
+``tools/grade.py`` grades a notebook::
+
+    {"check": "softmax", "passed": false, "mistake": "softmax over the wrong axis", "message": "..."}
+
+``mistake`` is null when the check passed; an unwritten exercise (a stub raising
+``NotImplementedError``) is logged with ``"mistake": "not implemented"`` before it stops the
+notebook.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Mistake:
+    """A classic mistake: ``compute(*args)`` returns what the mistaken code would return."""
+
+    name: str
+    explanation: str
+    compute: Callable[..., Any]
+
+
+@dataclass
+class Case:
+    """One input for the learner's function and the right answer for it."""
+
+    args: tuple
+    expected: Any
+    label: str = ""
+    # Mistakes that can only be seen on this case (e.g. overflow only at large logits).
+    mistakes: Sequence[Mistake] = field(default_factory=tuple)
+
+
+@dataclass
+class CheckResult:
+    """What a check found. ``passed`` is True when every case matched."""
+
+    check: str
+    passed: bool
+    mistake: str | None
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __repr__(self) -> str:  # keep the notebook output to the printed message
+        return f"CheckResult(check={self.check!r}, passed={self.passed}, mistake={self.mistake!r})"
+
+
+class CheckError(AssertionError):
+    """Raised by a check only when asked to (``raise_on_fail=True``), e.g. in tests."""
+
+
+def to_array(x: Any) -> np.ndarray | None:
+    """The learner's output as a float64 array (from a list, NumPy array or torch tensor)."""
+    try:
+        import torch
+
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu()
+            if x.dtype == torch.bool:
+                return x.numpy()
+            return x.double().numpy()
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        arr = np.asarray(x)
+    except Exception:  # ragged lists and other oddities
+        return None
+    if arr.dtype == bool:
+        return arr
+    if arr.dtype == object:
+        return None
+    try:
+        return arr.astype(np.float64)
+    except (TypeError, ValueError):
+        return None
+
+
+def _fmt(x: Any, max_items: int = 24) -> str:
+    arr = to_array(x)
+    if arr is None:
+        return repr(x)[:200]
+    if arr.ndim == 0:
+        return repr(x) if isinstance(x, (bool, int, float)) else str(arr.item())
+    if arr.size > max_items:
+        head = np.array2string(arr.ravel()[:6], precision=4, suppress_small=True)
+        return f"<array of shape {arr.shape}, starting {head[:-1]} ...]>"
+    return np.array2string(arr, precision=4, suppress_small=True, max_line_width=100)
+
+
+def _matches(got: np.ndarray | None, want: Any, rtol: float, atol: float) -> bool:
+    want_arr = to_array(want)
+    if got is None or want_arr is None or got.shape != want_arr.shape:
+        return False
+    if want_arr.dtype == bool:
+        # A mask must really be boolean: torch ADDS a float mask to the scores (see _diagnose).
+        return got.dtype == bool and bool(np.array_equal(got, want_arr))
+    return bool(np.allclose(got.astype(np.float64), want_arr, rtol=rtol, atol=atol,
+                            equal_nan=False))
+
+
+def _signature_problem(fn: Any, n_args: int, signature: str) -> str | None:
+    if not callable(fn):
+        return (
+            f"expected a function like `def f{signature}: ...`, but got {type(fn).__name__} "
+            f"{_fmt(fn)[:60]}. Pass the function itself, without calling it: check.x(my_f), "
+            "not check.x(my_f())."
+        )
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None  # builtins without a signature: just try them
+    try:
+        sig.bind(*range(n_args))
+    except TypeError:
+        return (
+            f"your function's signature is {getattr(fn, '__name__', 'f')}{sig}, but the check "
+            "calls it with "
+            f"{n_args} argument(s): f{signature}."
+        )
+    return None
+
+
+def _call_quietly(f: Callable[..., Any], args: tuple) -> Any:
+    """Call ``f`` on a private copy of ``args``, without NumPy's floating-point warnings.
+
+    The copy keeps a function that works in place (``x -= x.max()``) from changing the test
+    case that the diagnosis and the following comparisons still need; the warnings ("overflow
+    encountered in exp") would only repeat, less clearly, what the check's message explains.
+    """
+    args = copy.deepcopy(args)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return f(*args)
+
+
+def _shown(case: Case, obtained: str) -> str:
+    """The small example every failure message ends with: input, expected, obtained."""
+    where = f" ({case.label})" if case.label else ""
+
+    def line(label: str, text: str) -> str:
+        # continuation lines of a printed matrix start under its first bracket
+        return f"\n  {label}: " + text.replace("\n", "\n" + " " * (len(label) + 4))
+
+    return (
+        line(f"input{where}", ", ".join(_fmt(a) for a in case.args))
+        + line("expected", _fmt(case.expected))
+        + line("obtained", obtained)
+    )
+
+
+def run_check(
+    name: str,
+    fn: Any,
+    cases: Sequence[Case],
+    signature: str,
+    mistakes: Sequence[Mistake] = (),
+    rtol: float = 1e-5,
+    atol: float = 1e-7,
+    postprocess: Callable[[Any], Any] | None = None,
+    raise_on_fail: bool = False,
+    quiet: bool = False,
+) -> CheckResult:
+    """Run ``fn`` on every case, compare, diagnose, print one message and return the result.
+
+    ``fn`` gets a deep copy of each case's arguments. The first case that fails decides the
+    message. A ``NotImplementedError`` from ``fn`` (an exercise stub) is logged and re-raised with
+    its hint, so that "Run all" stops at the first unwritten exercise.
+    """
+    problem = _signature_problem(fn, len(cases[0].args), signature)
+    if problem is not None:
+        return _finish(name, False, "not a usable function", problem, raise_on_fail, quiet)
+
+    for case in cases:
+        all_mistakes = list(case.mistakes) + list(mistakes)
+        try:
+            got_raw = _call_quietly(fn, case.args)
+        except NotImplementedError as exc:
+            # An unwritten exercise stops "Run all" here, with its hint, like any unfinished code.
+            hint = f" Hint: {exc}" if str(exc) else ""
+            text = f"your function is not written yet (it raised NotImplementedError).{hint}"
+            _finish(name, False, "not implemented", text, False, True)
+            raise NotImplementedError(f"{name}: {text}") from None
+        except OverflowError as exc:
+            return _finish(
+                name, False, "no max subtraction (overflow)",
+                f"looks like no max subtraction (overflow): your function overflowed ({exc}) "
+                f"on {case.label or 'large inputs'}: exp of a large number is too big for a "
+                "float. Subtract the largest score first: softmax(x) = softmax(x - max(x)), so "
+                "every exponent is <= 0."
+                + _shown(case, f"OverflowError: {exc}"),
+                raise_on_fail, quiet,
+            )
+        except Exception as exc:  # report the learner's error, not a checker traceback
+            msg, mistake = _diagnose_error(case, exc, all_mistakes)
+            return _finish(name, False, mistake, msg, raise_on_fail, quiet)
+        try:
+            got_raw = postprocess(got_raw) if postprocess else got_raw
+        except Exception:  # an output of an unexpected form: compare it as it is
+            pass
+        got = to_array(got_raw)
+        if _matches(got, case.expected, rtol, atol):
+            continue
+
+        def same_everywhere(m: Mistake) -> bool:
+            # Several mistakes can give the same output on one small case (for T = 1 an
+            # inverted causal mask and one without its diagonal are both [[False]]): keep the
+            # one that also explains the learner's output on the other cases.
+            for other in cases:
+                try:
+                    mine = _call_quietly(fn, other.args)
+                    mine = postprocess(mine) if postprocess else mine
+                    wrong = _call_quietly(m.compute, other.args)
+                except Exception:
+                    continue
+                if not _same(to_array(mine), to_array(wrong), rtol, atol):
+                    return False
+            return True
+
+        msg, mistake = _diagnose(case, got, got_raw, all_mistakes, rtol, atol, same_everywhere)
+        return _finish(name, False, mistake, msg, raise_on_fail, quiet)
+    return _finish(
+        name, True, None, f"correct on all {len(cases)} test cases.", raise_on_fail, quiet
+    )
+
+
+def _diagnose_error(case: Case, exc: Exception, mistakes) -> tuple[str, str]:
+    """The learner's function raised: name the mistake that raises the same error, if any.
+
+    Some classic mistakes cannot return a wrong value, they crash: ``K.T`` on a 4-D batch
+    reverses every axis and the matmul then fails. A mistake whose ``compute`` raises the same
+    exception type with the same message is recognised as that mistake.
+    """
+    obtained = f"{type(exc).__name__}: {exc}"
+    for m in mistakes:
+        try:
+            _call_quietly(m.compute, case.args)
+        except Exception as wrong:  # the mistake crashes: the same way?
+            if type(wrong) is type(exc) and str(wrong) == str(exc):
+                return (f"looks like {m.name}: {m.explanation}\n  Your function raised "
+                        f"{obtained}{_shown(case, obtained)}"), m.name
+    return (f"your function raised {obtained}{_shown(case, obtained)}"), "raised an error"
+
+
+def _same(got: np.ndarray | None, wrong: np.ndarray | None, rtol: float, atol: float) -> bool:
+    """Whether the learner's output equals a mistake's output (NaN where it has NaN)."""
+    if got is None or wrong is None or got.shape != wrong.shape:
+        return False
+    if got.dtype == bool or wrong.dtype == bool:
+        return bool(np.array_equal(got.astype(bool), wrong.astype(bool)))
+    return bool(np.array_equal(np.isnan(got), np.isnan(wrong))
+                and np.allclose(got, wrong, rtol=rtol, atol=atol, equal_nan=True))
+
+
+def _diagnose(case: Case, got, got_raw, mistakes, rtol, atol,
+              same_everywhere: Callable[[Mistake], bool] | None = None) -> tuple[str, str]:
+    want = to_array(case.expected)
+    shown = _shown(case, _fmt(got_raw))
+    # A float mask with the right pattern is named first: compared as booleans below, it could
+    # pass for a mistake (for T=1 a mask and its transpose are equal).
+    if (want is not None and got is not None and want.dtype == bool and got.dtype != bool
+            and got.shape == want.shape):
+        if np.array_equal(got.astype(bool), want) and np.isin(got, (0, 1)).all():
+            return (f"your mask has the right pattern but dtype {got.dtype}, not bool. torch's "
+                    "scaled_dot_product_attention ADDS a float mask to the scores (adding 0 "
+                    "or 1 hides nothing): return a boolean tensor (dtype=torch.bool, or "
+                    f".bool()).{shown}"), "a float mask instead of a boolean one"
+    found = []
+    for m in mistakes:
+        try:
+            wrong = _call_quietly(m.compute, case.args)
+        except Exception:
+            continue
+        if _same(got, to_array(wrong), rtol, atol):
+            found.append(m)
+    if len(found) > 1 and same_everywhere is not None:
+        found = [m for m in found if same_everywhere(m)] or found
+    if found:
+        m = found[0]
+        return f"looks like {m.name}: {m.explanation}{shown}", m.name
+    if got_raw is None:
+        return (f"your function returned None: did you forget the `return` statement?{shown}",
+                "returned None (missing return)")
+    if isinstance(got_raw, (tuple, list)) and got_raw and want is not None:
+        first = to_array(got_raw[0]) if not isinstance(got_raw[0], (int, float)) else None
+        if first is not None and _matches(first, case.expected, rtol, atol):
+            return (f"your function returned a {type(got_raw).__name__} of {len(got_raw)} "
+                    f"items whose first item is right; return only that one.{shown}",
+                    "a tuple instead of one result")
+    if got is None:
+        return (f"your function returned {type(got_raw).__name__}, which is not a list, array or "
+                f"tensor of numbers.{shown}"), "wrong type"
+    if want is not None and got.shape != want.shape:
+        return (f"the shape is wrong: expected {want.shape}, obtained {got.shape}.{shown}",
+                "wrong shape")
+    if got.dtype != bool and np.isnan(got).any():
+        return (f"your output contains NaN (not a number); it usually comes from inf - inf or "
+                f"0 * inf.{shown}"), "NaN in output"
+    if got.dtype != bool and np.isinf(got).any():
+        return f"your output contains inf: something overflowed.{shown}", "inf in output"
+    if got.dtype == bool:
+        wrong = int(np.sum(got != want.astype(bool)))
+        return f"{wrong} entries of your mask differ from the expected mask.{shown}", "wrong values"
+    worst = float(np.max(np.abs(got - want))) if want is not None else float("nan")
+    return f"the numbers differ (largest difference {worst:.3g}).{shown}", "wrong values"
+
+
+def _finish(name, passed, mistake, message, raise_on_fail, quiet) -> CheckResult:
+    result = CheckResult(name, passed, mistake, message)
+    text = f"✅ {name}: {message}" if passed else f"❌ {name}: {message}"
+    if not quiet:
+        print(text)
+    log = os.environ.get("SELFATTENTION_CHECKS_LOG")
+    if log:
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"check": name, "passed": passed, "mistake": mistake,
+                                 "message": message}, ensure_ascii=False) + "\n")
+    if raise_on_fail and not passed:
+        raise CheckError(text)
+    return result
