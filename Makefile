@@ -16,8 +16,7 @@ JB     ?= $(dir $(PY))jupyter-book
 PORT   ?= 8000
 LAB_ARGS ?=
 
-# Reproducible runs: no GUI backend, fixed hash seed.
-export MPLBACKEND      := Agg
+# Reproducible runs: a fixed hash seed. (No MPLBACKEND: notebooks need the inline backend.)
 export PYTHONHASHSEED  := 0
 
 NOTEBOOKS = $(shell find chapters -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' 2>/dev/null | sort)

@@ -5,7 +5,7 @@ Usage: python tools/execute_notebooks.py [--timeout 600] chapters/01_*.ipynb ...
 
 For each notebook it:
 - runs every cell from the top in a fresh ``python3`` kernel (nbclient), cwd = the notebook's
-  folder, with MPLBACKEND=Agg and PYTHONHASHSEED=0 (set by the Makefile);
+  folder, with PYTHONHASHSEED=0 (set by the Makefile) and no MPLBACKEND (inline figures);
 - saves the outputs and the widget state (``metadata.widgets``), which the static site and
   nbval need;
 - tidies metadata so that diffs stay small: no execution timings (``metadata.execution``,
@@ -115,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.notebooks:
         print("execute_notebooks: no notebooks given (chapters/ has none?)")
         return 0
-    os.environ.setdefault("MPLBACKEND", "Agg")
+    # A kernel started with MPLBACKEND=Agg never switches to the inline backend, and then
+    # plt.show() stores no figure in the notebook: leave the choice to ipykernel.
+    os.environ.pop("MPLBACKEND", None)
     os.environ.setdefault("PYTHONHASHSEED", "0")
     for path in args.notebooks:
         if path.suffix != ".ipynb" or not path.is_file():

@@ -7,7 +7,8 @@ input, the expected and the obtained values. Every check returns a :class:`Check
 
 Checks by chapter:
 
-* Part I: :func:`dot`, :func:`softmax_list`, :func:`attention_row` (loops);
+* Part I: :func:`scores_one_query`, :func:`weighted_sum` (chapter 1);
+  :func:`dot`, :func:`softmax_list`, :func:`attention_row` (loops);
   :func:`softmax`, :func:`scores`, :func:`attention` (NumPy).
 * Part II: :func:`projections`, :func:`shuffled_weights`, :func:`sinusoidal`,
   :func:`split_heads`, :func:`merge_heads`, :func:`multihead_attention`,
@@ -21,7 +22,16 @@ Checks by chapter:
 
 from ._core import CheckError, CheckResult
 from .beyond import cross_attention, linear_attention, sliding_window_mask, structured_penalty
-from .foundations import attention, attention_row, dot, scores, softmax, softmax_list
+from .foundations import (
+    attention,
+    attention_row,
+    dot,
+    scores,
+    scores_one_query,
+    softmax,
+    softmax_list,
+    weighted_sum,
+)
 from .layer import (
     merge_heads,
     mha_parameter_count,
@@ -60,6 +70,9 @@ __all__ = [
     "softmax",
     "softmax_list",
     "split_heads",
+    # chapter 1
+    "scores_one_query",
+    "weighted_sum",
     # chapter 9
     "cross_attention",
     "linear_attention",

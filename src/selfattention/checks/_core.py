@@ -63,8 +63,13 @@ class CheckResult:
     def __bool__(self) -> bool:
         return self.passed
 
-    def __repr__(self) -> str:  # keep the notebook output to the printed message
+    def __repr__(self) -> str:
         return f"CheckResult(check={self.check!r}, passed={self.passed}, mistake={self.mistake!r})"
+
+    def _ipython_display_(self) -> None:
+        # The check already printed its one-line verdict; as a cell's last value the result shows
+        # nothing more, with or without a trailing semicolon (which nbval does not honour).
+        return None
 
 
 class CheckError(AssertionError):
