@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import test_checks_beyond as _beyond  # chapter 9's checks: right answers and mistakes
 import torch
 
 from selfattention import checks as check
@@ -119,14 +118,6 @@ def _mha_params(d_model, num_heads, bias):
     return 4 * d_model * d_model + (4 * d_model if bias else 0)
 
 
-
-def _real_keys(lengths, S):  # (B, S) bool, True = a real token (positions < length)
-    return torch.arange(S)[None, :] < torch.as_tensor(lengths)[:, None]
-
-
-def _padded_sdpa(q, k, v, key_mask):  # key_mask (B, S), broadcast over heads and queries
-    return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :])
-
 CORRECT = {
     "dot": lambda a, b: sum(x * y for x, y in zip(a, b)),
     "softmax_list": _softmax_list,
@@ -147,7 +138,6 @@ CORRECT = {
     "shuffled_weights": lambda A, perm: np.asarray(A)[perm][:, perm],
     "merge_heads": lambda x: x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1),
     "mha_parameter_count": _mha_params,
-    "fix_inverted_mask": lambda q, k, v, ls: _padded_sdpa(q, k, v, _real_keys(ls, k.shape[-2])),
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -332,18 +322,6 @@ MISTAKES = [
     # kv_step
     ("kv_step", "the new key and value not appended", _kv_step_no_append),
     ("kv_step", "is_causal=True with one query (top-left alignment)", _kv_step_is_causal),
-    # fix_inverted_mask (chapter 6; also tested, with more spellings, in test_checks_part2b.py)
-    ("fix_inverted_mask", "the inverted mask left in (True = padding)",
-     lambda q, k, v, ls: _padded_sdpa(q, k, v, ~_real_keys(ls, k.shape[-2]))),
-    ("fix_inverted_mask", "the mask put on the queries instead of the keys",
-     lambda q, k, v, ls: torch.nn.functional.scaled_dot_product_attention(
-         q, k, v, attn_mask=_real_keys(ls, k.shape[-2])[:, None, :, None])),
-    ("fix_inverted_mask", "a boolean mask turned into a 0/1 float mask",
-     lambda q, k, v, ls: _padded_sdpa(q, k, v, _real_keys(ls, k.shape[-2]).float())),
-    ("fix_inverted_mask", "one padded key let through (<= instead of <)",
-     lambda q, k, v, ls: _padded_sdpa(q, k, v, _real_keys([n + 1 for n in ls], k.shape[-2]))),
-    ("fix_inverted_mask", "no mask at all",
-     lambda q, k, v, ls: torch.nn.functional.scaled_dot_product_attention(q, k, v)),
     # attention_flops
     ("attention_flops", "half the FLOPs (multiply-adds counted once, or one matmul forgotten)",
      lambda B, H, T, S, d, c: _flops(B, H, T, S, d, c) // 2),
@@ -374,10 +352,6 @@ MISTAKES = [
     ("mha_parameter_count", "one d_head x d_head projection per head",
      lambda d, h, b: h * 3 * ((d // h) ** 2 + ((d // h) if b else 0)) + d * d + (d if b else 0)),
 ]
-
-# Chapter 9's checks keep their registries next to their own tests (tests/test_checks_beyond.py).
-CORRECT.update(_beyond.CORRECT)
-MISTAKES += _beyond.MISTAKES
 
 CHECK_NAMES = sorted(n for n in check.__all__ if n not in ("CheckError", "CheckResult"))
 
