@@ -192,3 +192,94 @@ def attention(fn, raise_on_fail: bool = False) -> CheckResult:
                 lambda Q, K, V: vz.softmax(Q @ K.T / np.sqrt(Q.shape[-1])) @ V),
     ]
     return run_check("attention", fn, cases, "(Q, K, V)", mistakes, raise_on_fail=raise_on_fail)
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 1: the two halves of one query's attention, scores and the weighted sum.
+# ---------------------------------------------------------------------------------------------
+
+
+def _sentence_qkv() -> tuple[list, list, list]:
+    """Q, K, V of the running example with the example projections, as nested lists."""
+    X = data.embeddings()
+    W_q, W_k, W_v = data.example_projections()
+    return (X @ W_q).tolist(), (X @ W_k).tolist(), (X @ W_v).tolist()
+
+
+def _one_query_scores(q, K, divide_by):
+    q, K = np.asarray(q, dtype=np.float64), np.asarray(K, dtype=np.float64)
+    return K @ q / divide_by(q, K)
+
+
+def scores_one_query(fn, raise_on_fail: bool = False) -> CheckResult:
+    """Check ``fn(q, K) -> S scores``: the scaled scores ``q . k_j / sqrt(d_k)`` of one query.
+
+    ``q`` is a list of d_k floats, ``K`` a list of S keys of d_k floats each; the answer may be a
+    list or a 1-D array of S floats.
+    """
+    r = _rng()
+    Q, K, _ = _sentence_qkv()
+    q2, K2 = r.normal(size=3).tolist(), r.normal(size=(5, 3)).tolist()
+
+    def right(q, K):
+        return _one_query_scores(q, K, lambda q, K: np.sqrt(len(q)))
+
+    cases = [
+        Case((Q[1], K), right(Q[1], K), "query 'cat' over the sentence, d_k = 4, S = 6"),
+        Case((q2, K2), right(q2, K2), "random q (3,), K (5, 3)"),
+    ]
+    mistakes = [
+        Mistake("missing 1/sqrt(d_k) scaling",
+                "divide every dot product q . k_j by sqrt(d_k), the square root of the query's "
+                "length.", lambda q, K: _one_query_scores(q, K, lambda q, K: 1.0)),
+        Mistake("dividing by d_k instead of sqrt(d_k)",
+                "the dot products are divided by the square root of d_k, not by d_k itself.",
+                lambda q, K: _one_query_scores(q, K, lambda q, K: len(q))),
+        Mistake("dividing by sqrt(S), the number of keys, instead of sqrt(d_k)",
+                "d_k is the length of one query (len(q)), not the number of keys (len(K)).",
+                lambda q, K: _one_query_scores(q, K, lambda q, K: np.sqrt(len(K)))),
+        Mistake("weights returned instead of the scores",
+                "this exercise stops before the softmax: return the scaled dot products "
+                "themselves; the softmax comes next.",
+                lambda q, K: vz.softmax(right(q, K))),
+    ]
+    return run_check("scores_one_query", fn, cases, "(q, K)", mistakes,
+                     raise_on_fail=raise_on_fail)
+
+
+def weighted_sum(fn, raise_on_fail: bool = False) -> CheckResult:
+    """Check ``fn(weights, V) -> d_v floats``: one query's output ``sum_j weights[j] * V[j]``.
+
+    ``weights`` is a list of S floats that sum to 1 and ``V`` a list of S values of d_v floats
+    each; the answer may be a list or a 1-D array of d_v floats.
+    """
+    r = _rng()
+    Q, K, V = _sentence_qkv()
+    w_cat = vz.attention(np.array(Q[1])[None], np.array(K), np.array(V))[1][0].tolist()
+    w2 = vz.softmax(r.normal(size=5) * 2).tolist()
+    V2 = r.normal(size=(5, 2)).tolist()
+    one_hot = [0.0, 0.0, 1.0, 0.0]
+    V3 = r.normal(size=(4, 3)).tolist()
+
+    def right(w, V):
+        return np.asarray(w, dtype=np.float64) @ np.asarray(V, dtype=np.float64)
+
+    cases = [
+        Case((w_cat, V), right(w_cat, V), "the weights of 'cat' and the sentence's values"),
+        Case((w2, V2), right(w2, V2), "random weights (5,) and values (5, 2)"),
+        Case((one_hot, V3), right(one_hot, V3), "one-hot weights pick the value V[2]"),
+    ]
+    mistakes = [
+        Mistake("a plain average of the values (weights ignored)",
+                "multiply each value row V[j] by its weight weights[j] before adding them up.",
+                lambda w, V: np.mean(np.asarray(V, dtype=np.float64), axis=0)),
+        Mistake("the weighted rows not added up",
+                "after multiplying, add the S weighted rows together into one vector of d_v "
+                "numbers.",
+                lambda w, V: np.asarray(w, dtype=np.float64)[:, None] * np.asarray(V)),
+        Mistake("the value with the largest weight only (hard attention)",
+                "attention blends every value, weighted; it does not pick the single best one.",
+                lambda w, V: np.asarray(V, dtype=np.float64)[int(np.argmax(w))]),
+    ]
+    return run_check("weighted_sum", fn, cases, "(weights, V)", mistakes,
+                     raise_on_fail=raise_on_fail)
