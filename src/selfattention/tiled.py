@@ -70,7 +70,7 @@ def tiled_attention(
     if scale is None:
         scale = 1.0 / math.sqrt(d_k)
     # Flatten the leading dimensions to one batch N so that every product is a bmm/baddbmm.
-    q3 = (q * scale).reshape(-1, T, d_k)  # (N, T, d_k), pre-scaled once
+    q3 = q.reshape(-1, T, d_k)  # (N, T, d_k), a view: no copy of the queries
     k3 = k.reshape(-1, S, d_k)  # (N, S, d_k)
     v3 = v.reshape(-1, S, d_v)  # (N, S, d_v)
     N = q3.shape[0]
@@ -87,7 +87,7 @@ def tiled_attention(
                 trace.append({"keys": (s0, s1), "rows": (T, T), "skipped": True,
                               "m": m[0, :, 0].clone(), "l": l[0, :, 0].clone()})
             continue
-        kb = k3[:, s0:s1]  # (N, Bk, d_k)
+        kb = k3[:, s0:s1] * scale  # (N, Bk, d_k): scaling a key block is cheaper than q or s
         vb = v3[:, s0:s1]  # (N, Bk, d_v)
         s = torch.bmm(q3[:, r0:], kb.transpose(1, 2))  # (N, T - r0, Bk) scores of this block
         if is_causal and s0 < T:
@@ -106,6 +106,9 @@ def tiled_attention(
         acc_rows.mul_(correction)
         acc_rows.baddbmm_(p, vb)  # acc += p @ v_block
         m[:, r0:] = m_new
+        # Free this block's (N, T, Bk) tile before the next one is allocated: otherwise two tiles
+        # are alive at once and the peak memory doubles.
+        del s, p
         if trace is not None:
             trace.append({"keys": (s0, s1), "rows": (r0, T), "skipped": False,
                           "m": m[0, :, 0].clone(), "l": l[0, :, 0].clone()})
