@@ -1,0 +1,343 @@
+"""A tiny causal transformer, built from the library's own pieces (chapter 8).
+
+In the spirit of nanoGPT, one small class per idea::
+
+    idx (B, T) token ids
+      -> TokenEmbedding + LearnedPositionalEmbedding          x (B, T, d_model)
+      -> Block x num_layers:
+            x = x + MultiHeadSelfAttention(LayerNorm(x), is_causal=True)
+            x = x + MLP(LayerNorm(x))
+      -> LayerNorm -> Linear head                              logits (B, T, vocab_size)
+
+The attention is ``multihead.MultiHeadSelfAttention``; training calls it with
+``need_weights=False`` (torch's fused SDPA), reading the maps calls it with ``need_weights=True``
+(the library's own SDPA, which also returns the (B, H, T, T) weights). Generation can use one
+``kvcache.KVCache`` per layer and ``kvcache.decode_step``, the mechanism of chapter 6, and gives
+the same tokens as recomputing the whole prefix at every step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from ._validate import shape_str
+from .kvcache import KVCache, decode_step
+from .multihead import MultiHeadSelfAttention
+from .positional import LearnedPositionalEmbedding
+
+__all__ = ["MLP", "Block", "ModelConfig", "TinyTransformer", "ablate_heads", "generate"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of a :class:`TinyTransformer`.
+
+    Attributes:
+        vocab_size: number of token ids (ids are 0 .. vocab_size - 1).
+        max_len: the longest sequence the model reads (the positional table's size).
+        d_model: width of every token vector.
+        num_heads: heads per attention layer; must divide d_model.
+        num_layers: number of blocks.
+        d_ff: hidden width of the MLP (default 4 * d_model, as in GPT-2).
+    """
+
+    vocab_size: int
+    max_len: int
+    d_model: int = 64
+    num_heads: int = 2
+    num_layers: int = 2
+    d_ff: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "max_len", "d_model", "num_heads", "num_layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {name}={value!r}.")
+        if self.d_model % self.num_heads:
+            raise ValueError(
+                f"num_heads must divide d_model: got d_model={self.d_model}, "
+                f"num_heads={self.num_heads}."
+            )
+        if self.d_ff is not None and (not isinstance(self.d_ff, int) or self.d_ff < 1):
+            raise ValueError(f"d_ff must be an int >= 1 or None, got d_ff={self.d_ff!r}.")
+
+    @property
+    def hidden(self) -> int:
+        """The MLP's hidden width."""
+        return self.d_ff if self.d_ff is not None else 4 * self.d_model
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward network: Linear -> GELU -> Linear, (B, T, d) -> (B, T, d).
+
+    Attention moves information *between* positions; the MLP transforms it *within* each
+    position (the same weights at every position).
+    """
+
+    def __init__(self, d_model: int, d_ff: int) -> None:
+        super().__init__()
+        self.up = nn.Linear(d_model, d_ff)  # (B, T, d_model) -> (B, T, d_ff)
+        self.down = nn.Linear(d_ff, d_model)  # (B, T, d_ff) -> (B, T, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(nn.functional.gelu(self.up(x)))
+
+
+class Block(nn.Module):
+    """One pre-LayerNorm transformer block: attention then MLP, each added to a residual stream.
+
+    The residual stream ``x`` carries every token's vector from layer to layer; each sub-layer
+    reads a normalised copy (LayerNorm) and *adds* its result, so a layer can leave a token
+    unchanged by adding nothing, and gradients flow straight through the additions.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, d_ff: int) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d_model)
+        self.attn = MultiHeadSelfAttention(d_model, num_heads)
+        self.ln2 = nn.LayerNorm(d_model)
+        self.mlp = MLP(d_model, d_ff)
+
+    def forward(
+        self, x: torch.Tensor, need_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, T, d_model) -> (x (B, T, d_model), weights (B, H, T, T) or None)."""
+        a, weights = self.attn(self.ln1(x), is_causal=True, need_weights=need_weights)
+        x = x + a  # (B, T, d_model)
+        x = x + self.mlp(self.ln2(x))  # (B, T, d_model)
+        return x, weights
+
+    def step(self, x_new: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same block for T_new new positions, attending to the cached ones.
+
+        x_new (B, T_new, d_model) -> (x (B, T_new, d_model), weights (B, H, T_new, S)), where
+        S = cache.length after the step. Equals the last T_new rows of ``forward`` on the whole
+        sequence.
+        """
+        a, weights = decode_step(self.attn, self.ln1(x_new), cache)
+        x = x_new + a
+        x = x + self.mlp(self.ln2(x))
+        return x, weights
+
+
+class TinyTransformer(nn.Module):
+    """A decoder-only (causal) transformer: token ids in, next-token logits out.
+
+    Args:
+        config: a :class:`ModelConfig`.
+
+    The parameters are initialised by PyTorch's defaults: seed with ``torch.manual_seed`` before
+    building the model to make it reproducible.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if not isinstance(config, ModelConfig):
+            raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}.")
+        self.config = config
+        c = config
+        self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)  # id -> (d_model,)
+        self.pos_emb = LearnedPositionalEmbedding(c.max_len, c.d_model)  # position -> (d_model,)
+        self.blocks = nn.ModuleList(
+            [Block(c.d_model, c.num_heads, c.hidden) for _ in range(c.num_layers)]
+        )
+        self.ln_f = nn.LayerNorm(c.d_model)
+        self.head = nn.Linear(c.d_model, c.vocab_size)  # (B, T, d_model) -> (B, T, vocab_size)
+
+    def _check_idx(self, idx: torch.Tensor, offset: int = 0, name: str = "idx") -> None:
+        if not isinstance(idx, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(idx).__name__}.")
+        if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
+            raise TypeError(
+                f"{name} must hold integer token ids (torch.long), got dtype {idx.dtype}."
+            )
+        c = self.config
+        if idx.ndim != 2 or idx.shape[1] == 0:
+            raise ValueError(
+                f"{name} must have shape (B, T) with T >= 1, got shape {shape_str(idx.shape)}."
+            )
+        if offset + idx.shape[1] > c.max_len:
+            raise ValueError(
+                f"{name} has shape {shape_str(idx.shape)}: positions {offset} .. "
+                f"{offset + idx.shape[1] - 1} are needed but the model knows max_len={c.max_len} "
+                "positions."
+            )
+        if idx.numel() and (idx.min() < 0 or idx.max() >= c.vocab_size):
+            raise ValueError(
+                f"{name} holds ids from {int(idx.min())} to {int(idx.max())}; they must lie in "
+                f"0 .. vocab_size - 1 = 0 .. {c.vocab_size - 1}."
+            )
+
+    def embed(self, idx: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """idx (B, T) -> x (B, T, d_model): token embedding + embedding of positions offset.."""
+        return self.tok_emb(idx) + self.pos_emb(idx.shape[1], offset)  # (T, d) broadcasts over B
+
+    def forward(
+        self, idx: torch.Tensor, need_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Next-token logits for every position.
+
+        Args:
+            idx: (B, T) integer token ids, T <= config.max_len.
+            need_weights: also return the attention weights of every layer (slower: the
+                library's SDPA runs instead of torch's fused one).
+        Returns:
+            (logits, weights): logits (B, T, vocab_size), where logits[:, t] scores the token
+            *after* position t and depends on idx[:, :t+1] only; weights
+            (num_layers, B, H, T, T) or None.
+        Raises:
+            TypeError: idx is not an integer tensor.
+            ValueError: idx is not (B, T) with 1 <= T <= max_len, or holds an id outside the
+                vocabulary.
+        """
+        self._check_idx(idx)
+        x = self.embed(idx)  # (B, T, d_model)
+        maps = []
+        for block in self.blocks:
+            x, w = block(x, need_weights=need_weights)
+            maps.append(w)
+        logits = self.head(self.ln_f(x))  # (B, T, vocab_size)
+        return logits, (torch.stack(maps) if need_weights else None)
+
+    def new_caches(self, batch: int, max_len: int | None = None) -> list[KVCache]:
+        """One empty :class:`KVCache` per layer, for ``batch`` sequences of up to ``max_len``."""
+        max_len = self.config.max_len if max_len is None else max_len
+        return [KVCache.for_module(b.attn, batch, max_len) for b in self.blocks]
+
+    def forward_cached(
+        self, idx_new: torch.Tensor, caches: list[KVCache]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits for new tokens, reusing the keys and values cached for earlier ones.
+
+        Args:
+            idx_new: (B, T_new) ids of the positions after the ``caches[0].length`` already seen
+                (the whole prompt on the first call: the "prefill").
+            caches: from :meth:`new_caches`; each grows by T_new.
+        Returns:
+            (logits, weights): logits (B, T_new, vocab_size), equal to the last T_new rows of
+            ``forward`` on the whole sequence; weights (num_layers, B, H, T_new, S).
+        Raises:
+            TypeError, ValueError: as :meth:`forward`, and ValueError when ``caches`` does not
+            hold one cache per layer of matching batch size.
+        """
+        if len(caches) != len(self.blocks):
+            raise ValueError(
+                f"caches must hold one KVCache per layer ({len(self.blocks)}), got {len(caches)}."
+            )
+        offset = caches[0].length
+        self._check_idx(idx_new, offset=offset, name="idx_new")
+        if caches[0].keys.shape[0] != idx_new.shape[0]:
+            raise ValueError(
+                f"idx_new has shape {shape_str(idx_new.shape)} but the caches were made for "
+                f"batch={caches[0].keys.shape[0]}."
+            )
+        x = self.embed(idx_new, offset)  # (B, T_new, d_model)
+        maps = []
+        for block, cache in zip(self.blocks, caches):
+            x, w = block.step(x, cache)  # w (B, H, T_new, S)
+            maps.append(w)
+        return self.head(self.ln_f(x)), torch.stack(maps)
+
+
+@torch.no_grad()
+def generate(
+    model: TinyTransformer,
+    prompt: torch.Tensor,
+    max_new_tokens: int,
+    use_cache: bool = True,
+    return_logits: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Greedy decoding: append the most likely next token, ``max_new_tokens`` times.
+
+    Without the cache every step runs the model on the whole sequence so far (O(T^2) attention
+    per step); with it the prompt is run once (prefill) and every later step feeds only the
+    newest token, attending to the cached keys and values.
+
+    Args:
+        model: a :class:`TinyTransformer` (put in eval mode by the caller if it matters).
+        prompt: (B, T_prompt) integer ids.
+        max_new_tokens: how many tokens to add (>= 0).
+        use_cache: decode with one KV cache per layer.
+        return_logits: also return the logits that chose each new token.
+    Returns:
+        tokens (B, T_prompt + max_new_tokens); with ``return_logits`` a tuple
+        (tokens, logits (B, max_new_tokens, vocab_size)).
+    Raises:
+        ValueError: max_new_tokens < 0, or T_prompt + max_new_tokens - 1 > model.config.max_len
+            (and the errors of ``model.forward`` for a bad prompt).
+    """
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}.")
+    model._check_idx(prompt, name="prompt")
+    # The model reads every token but the last one it generates.
+    total = prompt.shape[1] + max_new_tokens
+    if total - 1 > model.config.max_len:
+        raise ValueError(
+            f"prompt has shape {shape_str(prompt.shape)}; with max_new_tokens={max_new_tokens} the "
+            f"model would read {total - 1} tokens, over max_len={model.config.max_len}."
+        )
+    tokens = prompt
+    chosen = []
+    caches = model.new_caches(prompt.shape[0], max(total - 1, 1)) if use_cache else None
+    for step in range(max_new_tokens):
+        if use_cache:
+            new = tokens if step == 0 else tokens[:, -1:]  # prefill, then one token per step
+            logits, _ = model.forward_cached(new, caches)
+        else:
+            logits, _ = model(tokens)  # the whole prefix, every step
+        last = logits[:, -1]  # (B, vocab_size): scores of the next token
+        chosen.append(last)
+        tokens = torch.cat([tokens, last.argmax(-1, keepdim=True)], dim=1)
+    if return_logits:
+        if chosen:
+            return tokens, torch.stack(chosen, 1)
+        empty = torch.zeros(prompt.shape[0], 0, model.config.vocab_size)
+        return tokens, empty
+    return tokens
+
+
+@contextmanager
+def ablate_heads(model: TinyTransformer, heads: Iterable[tuple[int, int]]) -> Iterator[None]:
+    """Inside the ``with`` block, the given (layer, head) pairs contribute nothing.
+
+    A head's output is the slice [h * d_head, (h+1) * d_head) of the merged heads, just before
+    the output projection W_o; a forward pre-hook on W_o sets that slice to zero, so the head's
+    information never reaches the residual stream (in ``forward`` and in cached decoding alike).
+    The hooks are removed on leaving the block.
+
+    Raises:
+        ValueError: a layer or head index out of range.
+    """
+    c = model.config
+    heads = list(heads)
+    for layer, head in heads:
+        if not (0 <= layer < c.num_layers and 0 <= head < c.num_heads):
+            raise ValueError(
+                f"heads must be (layer, head) pairs with 0 <= layer < {c.num_layers} and "
+                f"0 <= head < {c.num_heads}, got ({layer}, {head})."
+            )
+    handles = []
+    for layer in sorted({layer for layer, _ in heads}):
+        attn = model.blocks[layer].attn
+        keep = torch.ones(c.d_model)
+        for lay, h in heads:
+            if lay == layer:
+                keep[h * attn.d_head : (h + 1) * attn.d_head] = 0.0
+
+        def zero_heads(module, args, keep=keep):
+            return (args[0] * keep.to(args[0]),)  # (B, T, d_model), ablated slices set to 0
+
+        handles.append(attn.W_o.register_forward_pre_hook(zero_heads))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
