@@ -29,7 +29,7 @@ else
 BOOTSTRAP :=
 endif
 
-.PHONY: help venv book test notebooks lab serve clean distclean student grade
+.PHONY: help venv book test notebooks lab serve clean distclean student grade browser-test bench
 
 help:  ## list the targets
 	@echo "Self-Attention, from Loops to GPUs"
@@ -53,8 +53,8 @@ book: $(BOOTSTRAP)  ## build the site into _build/html (fresh execution; any war
 
 test: $(BOOTSTRAP)  ## pytest over tests/ and strict nbval over chapters/**/*.ipynb
 	@start=$$SECONDS; \
-	echo "make test: $(PY) -m pytest tests $(NBVAL_OPTS) $(NOTEBOOKS)"; \
-	set +e; "$(PY)" -m pytest tests $(NBVAL_OPTS) $(NOTEBOOKS); rc=$$?; set -e; \
+	echo "make test: $(PY) -m pytest tests --ignore=tests/browser $(NBVAL_OPTS) $(NOTEBOOKS)"; \
+	set +e; "$(PY)" -m pytest tests --ignore=tests/browser $(NBVAL_OPTS) $(NOTEBOOKS); rc=$$?; set -e; \
 	if [ $$rc -eq 5 ]; then \
 	    echo "make test: WARNING: pytest collected no tests (exit 5), treated as success"; rc=0; \
 	fi; \
@@ -94,3 +94,24 @@ grade: $(BOOTSTRAP)  ## score notebooks by their checks: make grade SUBMISSIONS=
 	@test -n "$(strip $(SUBMISSIONS))" || { echo "make grade: name the notebooks to grade, e.g." \
 	    "make grade SUBMISSIONS='submissions/*/02_attention_with_loops.ipynb'" >&2; exit 2; }
 	"$(PY)" tools/grade.py --reference chapters $(SUBMISSIONS)
+
+# The browser tests need a built site, so `make test` leaves tests/browser out; they run here.
+SITE ?= _build/html
+browser-test: $(BOOTSTRAP)  ## test the built site (make book first) in headless Chromium: pages, math, widgets, links
+	@test -f "$(SITE)/index.html" || { echo "make browser-test: no built site in $(SITE)/;" \
+	    "run make book first (or: make browser-test SITE=path/to/html)" >&2; exit 1; }
+	@start=$$SECONDS; \
+	echo "make browser-test: $(PY) -m pytest tests/browser (site: $(SITE), screenshots: $(dir $(SITE))screenshots)"; \
+	set +e; SELFATTENTION_SITE="$(abspath $(SITE))" "$(PY)" -m pytest tests/browser -p no:cacheprovider; \
+	rc=$$?; set -e; \
+	if [ $$rc -eq 0 ]; then echo "make browser-test: OK in $$((SECONDS - start)) s"; \
+	else echo "make browser-test: FAILED (exit $$rc) after $$((SECONDS - start)) s" >&2; fi; \
+	exit $$rc
+
+# Times every implementation on this machine (under 5 minutes on 2 cores) and writes JSON, plots
+# and summary.md with the target ratios into results/<machine-tag>/ (BENCH_OUT=... elsewhere).
+BENCH_DEVICE ?= auto
+bench: $(BOOTSTRAP)  ## time every attention implementation here -> results/<machine-tag>/ (< 5 min)
+	@start=$$SECONDS; \
+	"$(PY)" tools/bench.py --device $(BENCH_DEVICE) $(if $(BENCH_OUT),--out $(BENCH_OUT)); \
+	echo "make bench: done in $$((SECONDS - start)) s"

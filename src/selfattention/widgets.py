@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import ipywidgets
+import traitlets
 
 __all__ = [
     "DEFAULT_DPI",
@@ -161,8 +162,26 @@ def _make_control(
     )
 
 
-def _image(png: bytes) -> ipywidgets.Image:
-    return ipywidgets.Image(value=png, format="png", layout=ipywidgets.Layout(max_width="100%"))
+class _FrameImage(ipywidgets.Image):
+    """An ``Image`` that carries a text alternative in its ``tooltip``.
+
+    The widget front end copies ``tooltip`` to the element's ``title`` only when the model has an
+    empty ``description``, which ``Image`` lacks, so one is added. On the website,
+    ``_ext/course_ext.py`` copies the title of every widget image to its ``alt`` attribute.
+    """
+
+    description = traitlets.Unicode("").tag(sync=True)
+
+
+def _image(png: bytes, alt: str = "") -> ipywidgets.Image:
+    return _FrameImage(value=png, format="png", tooltip=alt or None,
+                       layout=ipywidgets.Layout(max_width="100%"))
+
+
+def _alt(title: str | None, *parts: tuple[str, str]) -> str:
+    """Alt text of one frame: the widget's title, then ``description = label`` per control."""
+    what = ", ".join(f"{d} = {v}" if d else v for d, v in parts)
+    return f"{title}: {what}" if title else f"Figure for {what}"
 
 
 def _box(title: str | None, controls: list[ipywidgets.Widget], stack: ipywidgets.Stack):
@@ -227,7 +246,10 @@ def frames(
         _to_png(img, f"images[{i}]", dpi, max_frame_bytes, close_figures)
         for i, img in enumerate(images)
     ]
-    stack = ipywidgets.Stack([_image(png) for png in pngs], selected_index=index)
+    stack = ipywidgets.Stack(
+        [_image(png, _alt(title, (description, lab))) for png, lab in zip(pngs, label_list)],
+        selected_index=index,
+    )
     ctrl = _make_control(control, label_list, description, index)
     link = ipywidgets.jslink((ctrl, "index"), (stack, "selected_index"))
     box = _box(title, [ctrl], stack)
@@ -331,7 +353,10 @@ def frames_grid(
     inner = [
         ipywidgets.Stack(
             [
-                _image(_to_png(img, f"images[{r}][{c}]", dpi, max_frame_bytes, close_figures))
+                _image(
+                    _to_png(img, f"images[{r}][{c}]", dpi, max_frame_bytes, close_figures),
+                    _alt(title, (row_description, rl[r]), (col_description, cl[c])),
+                )
                 for c, img in enumerate(row)
             ],
             selected_index=0,
