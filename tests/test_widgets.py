@@ -126,3 +126,24 @@ def test_live_accepts_any_value_widget() -> None:
     seen = []
     w = widgets.live(lambda n: seen.append(n), n=slider)
     assert w.controls["n"] is slider and seen == [3]
+
+
+def test_function_frames_close_each_figure_as_they_go():
+    """25 frames must not leave figures open (matplotlib warns past 20 open figures)."""
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    from selfattention.widgets import frames_grid_from_function
+
+    def draw(r, c):
+        fig, ax = plt.subplots(figsize=(1, 1))
+        ax.set_title(f"{r}{c}")
+        assert len(plt.get_fignums()) <= 1  # the previous frame is already closed
+        return fig
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        box = frames_grid_from_function(draw, range(5), range(5))
+    assert len(box.stack.children) == 5
+    assert plt.get_fignums() == []

@@ -293,7 +293,10 @@ def frames_from_function(
             raise TypeError(
                 f"fn: expected fn({v!r}) to return a matplotlib Figure, got {type(fig).__name__}"
             )
-        figures.append(fig)
+        # Render now and close: keeping every figure open until the end makes matplotlib warn
+        # (and hold memory) for widgets of more than 20 frames.
+        figures.append(figure_to_png(fig, dpi=kwargs.get("dpi", DEFAULT_DPI),
+                                     close=kwargs.get("close_figures", True)))
     if labels is None:
         labels = [str(v) for v in values]
     return frames(figures, labels, **kwargs)
@@ -414,7 +417,8 @@ def frames_grid_from_function(
                     f"fn: expected fn({r!r}, {c!r}) to return a matplotlib Figure, "
                     f"got {type(fig).__name__}"
                 )
-            row.append(fig)
+            row.append(figure_to_png(fig, dpi=kwargs.get("dpi", DEFAULT_DPI),
+                                     close=kwargs.get("close_figures", True)))
         grid.append(row)
     return frames_grid(
         grid,
