@@ -1,0 +1,581 @@
+"""Helpers for chapter 7, *Attention on the GPU*: small live measurements, the committed
+reference results, SDPA's backends, a simulated asynchronous queue, and the tiled walk-through.
+
+The benchmark suite itself (FLOPs, timers, the memory probe, the matmul ceiling) is in
+:mod:`selfattention.bench`; this module builds on it for what the chapter shows and lets the reader
+run: measurements small enough to take seconds on a laptop, and pictures of the tiled algorithm.
+
+Everything that measures returns the measured numbers; nothing here invents or models a number.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import bench, loops, multihead, tiled, vectorized
+
+__all__ = [
+    "IMPLS",
+    "STYLE",
+    "SimulatedStream",
+    "aten_ops",
+    "attention_fn",
+    "find_results",
+    "first_calls",
+    "frame_png",
+    "live_sweep",
+    "loglog_slope",
+    "plot_tiled_step",
+    "plot_time_memory",
+    "reference_label",
+    "reference_series",
+    "sdpa_backends",
+    "tiled_walkthrough",
+]
+
+#: The implementations :func:`attention_fn` knows, with a short label for plots and tables.
+IMPLS = {
+    "loops": "Python loops",
+    "numpy": "NumPy",
+    "course_torch": "course PyTorch",
+    "tiled": "tiled (online softmax)",
+    "sdpa": "torch SDPA (default)",
+    "sdpa_math": "torch SDPA, MATH",
+    "sdpa_flash": "torch SDPA, FLASH",
+    "sdpa_efficient": "torch SDPA, EFFICIENT",
+    "sdpa_cudnn": "torch SDPA, CUDNN",
+}
+_BACKENDS = {"sdpa_math": "MATH", "sdpa_flash": "FLASH_ATTENTION",
+             "sdpa_efficient": "EFFICIENT_ATTENTION", "sdpa_cudnn": "CUDNN_ATTENTION"}
+
+
+# ------------------------------------------------------------------------------------------------
+# One implementation as a zero-argument callable
+# ------------------------------------------------------------------------------------------------
+def attention_fn(impl: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
+                 block_size: int = 128) -> Callable[[], Any]:
+    """A zero-argument callable that computes attention of q (B, H, T, d), k, v (B, H, S, d) with
+    ``impl`` (a key of :data:`IMPLS`). Conversions (to lists for the loops, to NumPy) are done here,
+    once, so that a timer measures the attention only.
+
+    Raises:
+        ValueError: an unknown ``impl``, or ``loops``/``numpy`` asked for a tensor not on the CPU.
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {sorted(IMPLS)}, got {impl!r}.")
+    if impl in ("loops", "numpy") and q.device.type != "cpu":
+        raise ValueError(f"impl={impl!r} runs on the CPU only, but q is on {q.device}.")
+    if impl == "loops":
+        B, H = q.shape[:2]
+        qs = [[q[b, h].tolist(), k[b, h].tolist(), v[b, h].tolist()] for b in range(B) for h in range(H)]
+        return lambda: [loops.attention(Q, K, V, causal=causal) for Q, K, V in qs]
+    if impl == "numpy":
+        qn, kn, vn = q.numpy(), k.numpy(), v.numpy()
+        return lambda: vectorized.attention(qn, kn, vn, causal=causal)
+    if impl == "course_torch":
+        return lambda: multihead.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    if impl == "tiled":
+        return lambda: tiled.tiled_attention(q, k, v, block_size=block_size, is_causal=causal)
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    if impl == "sdpa":
+        return lambda: sdpa(q, k, v, is_causal=causal)
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    backend = getattr(SDPBackend, _BACKENDS[impl])
+
+    def run() -> torch.Tensor:
+        with sdpa_kernel(backend):
+            return sdpa(q, k, v, is_causal=causal)
+
+    return run
+
+
+def _inputs(B: int, H: int, T: int, d: int, device: torch.device | str, dtype: torch.dtype, seed: int):
+    gen = torch.Generator().manual_seed(seed + T)
+    return tuple(torch.randn(B, H, T, d, generator=gen).to(device=device, dtype=dtype) for _ in range(3))
+
+
+# ------------------------------------------------------------------------------------------------
+# Live measurements, small
+# ------------------------------------------------------------------------------------------------
+def live_sweep(
+    impls: Sequence[str],
+    Ts: Iterable[int],
+    *,
+    B: int = 1,
+    H: int = 8,
+    d: int = 64,
+    causal: bool = False,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    warmup: int = 1,
+    repeats: int = 3,
+    memory: bool = True,
+    block_size: int = 128,
+    ceiling_gflops: float | None = None,
+    seed: int = 0,
+    only: dict[str, Sequence[int]] | None = None,
+) -> list[dict[str, Any]]:
+    """Time (and probe the memory of) each implementation at each T; one dict per case.
+
+    Uses :func:`bench.time_fn` (warm-up, synchronisation on a GPU, median of ``repeats``) and
+    :func:`bench.peak_extra_bytes`. ``only`` restricts an implementation to some T (e.g. the loops
+    to T <= 64).
+
+    Returns:
+        dicts with ``impl``, ``T``, ``causal``, ``median_s``, ``first_s``, ``times_s``, ``flops``,
+        ``gflops``, ``fraction_of_ceiling`` (None without ``ceiling_gflops``), ``peak_extra_bytes``
+        (None when not probed or not measurable here).
+    """
+    device = torch.device(device)
+    out = []
+    for T in Ts:
+        q, k, v = _inputs(B, H, T, d, device, dtype, seed)
+        for impl in impls:
+            if only and impl in only and T not in only[impl]:
+                continue
+            fn = attention_fn(impl, q, k, v, causal=causal, block_size=block_size)
+            t = bench.time_fn(fn, device, warmup=warmup, repeats=repeats)
+            flops = bench.attention_flops(B, H, T, T, d, causal)
+            gflops = flops / t["median_s"] / 1e9
+            mem = bench.peak_extra_bytes(fn, device) if memory and impl != "loops" else None
+            out.append({"impl": impl, "T": T, "causal": causal, "median_s": t["median_s"],
+                        "first_s": t["first_s"], "times_s": t["times_s"], "flops": flops,
+                        "gflops": gflops,
+                        "fraction_of_ceiling": gflops / ceiling_gflops if ceiling_gflops else None,
+                        "peak_extra_bytes": mem})
+    return out
+
+
+def loglog_slope(x: Sequence[float], y: Sequence[float]) -> float:
+    """The least-squares slope of log(y) against log(x): 2 for a cost that grows like x^2.
+
+    Raises:
+        ValueError: fewer than two points, or a value that is not positive.
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.size < 2:
+        raise ValueError(f"need two or more (x, y) points of equal count, got {x.size} and {y.size}.")
+    if np.any(x <= 0) or np.any(y <= 0):
+        raise ValueError("x and y must be positive to take logarithms.")
+    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
+
+
+_FIRST_CALLS_SCRIPT = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import torch
+import_s = time.perf_counter() - t0
+from selfattention import gpu
+from selfattention.devices import synchronize
+impl, T, n, device = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+q, k, v = gpu._inputs(1, 8, T, 64, device, torch.float32, 0)
+fn = gpu.attention_fn(impl, q, k, v)
+times = []
+for _ in range(n):
+    synchronize(device)
+    t = time.perf_counter()
+    fn()
+    synchronize(device)
+    times.append(time.perf_counter() - t)
+print(json.dumps({"import_s": import_s, "times_s": times}))
+"""
+
+
+def first_calls(impl: str = "sdpa", T: int = 1024, n: int = 10, device: str = "cpu",
+                timeout: float = 120.0) -> dict[str, Any]:
+    """The times of the first ``n`` calls of ``impl`` in a *fresh* Python process (B=1, H=8, d=64).
+
+    A fresh process is the only honest way to see a first call: in a notebook, earlier cells
+    have already paid the one-time costs. Returns ``{"import_s": ..., "times_s": [...]}``.
+
+    Raises:
+        RuntimeError: the child process failed (its error output is in the message).
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}.")
+    proc = subprocess.run([sys.executable, "-c", _FIRST_CALLS_SCRIPT, impl, str(T), str(n), device],
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"first_calls({impl!r}) failed in the child process:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------------------------
+# Asynchronous launches, simulated on the CPU
+# ------------------------------------------------------------------------------------------------
+class SimulatedStream:
+    """A toy CUDA stream on the CPU: :meth:`launch` queues work and returns at once; a worker
+    thread runs the queue in order; :meth:`synchronize` waits until the queue is empty.
+
+    It behaves like a GPU as far as timing goes: a clock read right after ``launch`` measures only
+    the launch, as ``time.perf_counter()`` around a CUDA kernel does without
+    ``torch.cuda.synchronize()``. Use it as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue = queue.Queue()
+        self._worker = threading.Thread(target=self._run, daemon=True)
+        self._worker.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                fn, args = item
+                fn(*args)
+            finally:
+                self._queue.task_done()
+
+    def launch(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue ``fn(*args)`` and return immediately (like a kernel launch)."""
+        self._queue.put((fn, args))
+
+    def synchronize(self) -> None:
+        """Block until every queued call has finished (like ``torch.cuda.synchronize()``)."""
+        self._queue.join()
+
+    def close(self) -> None:
+        self.synchronize()
+        self._queue.put(None)
+        self._worker.join()
+
+    def __enter__(self) -> SimulatedStream:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# Which kernel ran: SDPA's backends
+# ------------------------------------------------------------------------------------------------
+def aten_ops(fn: Callable[[], Any]) -> list[str]:
+    """The ATen operators that ``fn()`` dispatched, in order, e.g.
+    ``['_scaled_dot_product_flash_attention_for_cpu']``: what really ran under a composite op
+    such as ``scaled_dot_product_attention``. Uses torch's Python dispatch mode.
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class _Record(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    with _Record() as rec:
+        fn()
+    return rec.ops
+
+
+def sdpa_backends(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                  is_causal: bool = False) -> list[dict[str, Any]]:
+    """Try torch's SDPA with each backend forced, on these inputs and this device.
+
+    Returns one dict per backend that this torch knows (``MATH``, ``FLASH_ATTENTION``,
+    ``EFFICIENT_ATTENTION``, ``CUDNN_ATTENTION``): ``backend``, ``ok``, ``kernel`` (the fused ATen
+    op that ran, or ``'math (several ops)'``), ``error`` (the first line of the exception, or
+    None) and ``why`` (torch's warnings explaining why the backend was refused, if any).
+    The default choice (no backend forced) comes first, as backend ``'default'``.
+    """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    rows = []
+    for name in ("default", "MATH", "FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION"):
+        if name != "default" and not hasattr(SDPBackend, name):
+            continue
+        row: dict[str, Any] = {"backend": name, "ok": False, "kernel": None, "error": None, "why": []}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                if name == "default":
+                    ops = aten_ops(lambda: sdpa(q, k, v, is_causal=is_causal))
+                else:
+                    with sdpa_kernel(getattr(SDPBackend, name)):
+                        ops = aten_ops(lambda: sdpa(q, k, v, is_causal=is_causal))
+                fused = [o for o in ops if "attention" in o or "attn" in o]
+                row["ok"] = True
+                row["kernel"] = fused[0] if fused else "math (several ops: bmm, softmax, bmm)"
+            except RuntimeError as exc:
+                text = str(exc).strip()
+                row["error"] = text.splitlines()[0] if text else type(exc).__name__
+        row["why"] = [str(w.message).strip().splitlines()[0] for w in caught]
+        rows.append(row)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------
+# The committed reference results
+# ------------------------------------------------------------------------------------------------
+def find_results(*roots: str | Path) -> list[Path]:
+    """Every ``results/<machine>/results.json`` found under the given roots (default: the current
+    folder, its parent, and the repository that holds this package when it is installed from a
+    clone), CPU machines first, then GPUs, without duplicates.
+    """
+    if not roots:
+        here = Path(__file__).resolve()
+        roots = (Path.cwd(), Path.cwd().parent, *here.parents[1:3])
+    found: dict[Path, None] = {}
+    for root in roots:
+        for p in sorted(Path(root).glob("results/*/results.json")):
+            found[p.resolve()] = None
+    return sorted(found, key=lambda p: (not p.parent.name.startswith("cpu"), p.parent.name))
+
+
+def reference_label(results: dict[str, Any]) -> str:
+    """``'reference: <device name>, <date>'`` from a results file's context: the GPU's name on a
+    GPU, the CPU model and core count on a CPU."""
+    ctx = results["context"]
+    gpu = ctx.get("gpu") or {}
+    if ctx.get("device_type") == "cuda" and gpu.get("name"):
+        name = gpu["name"]
+    else:
+        name = f"{ctx.get('cpu_model', 'CPU')}, {ctx.get('cpu_count', '?')} cores"
+    return f"reference: {name}, {str(ctx.get('date', '?'))[:10]}"
+
+
+def reference_series(results: dict[str, Any], impl: str, key: str = "median_s", dtype: str = "float32",
+                     causal: bool = False, extrapolated: bool = False) -> list[tuple[int, float]]:
+    """Sorted (T, value) points of one implementation in a results file; ``key`` is a case field
+    (``median_s``, ``gflops``, ``fraction_of_ceiling``, ``peak_extra_bytes``). Extrapolated
+    points (the loops at large T) are left out unless ``extrapolated``."""
+    pts = [(c["T"], c[key]) for c in results["cases"]
+           if c["impl"] == impl and c["dtype"] == dtype and c["causal"] == causal
+           and c.get(key) is not None and (extrapolated or not c.get("extrapolated"))]
+    return sorted(pts)
+
+
+def frame_png(fig: Any, dpi: int = 80, colors: int = 64) -> bytes:
+    """A matplotlib figure as a small palette PNG (``colors`` colours), for widget frames: line
+    plots with flat colours lose nothing visible and shrink about threefold. Closes the figure."""
+    import io
+
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    out = io.BytesIO()
+    img.quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(out, format="png", optimize=True)
+    return out.getvalue()
+
+
+# ------------------------------------------------------------------------------------------------
+# The tiled algorithm, step by step
+# ------------------------------------------------------------------------------------------------
+def tiled_walkthrough(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size: int,
+                      is_causal: bool = False) -> dict[str, Any]:
+    """Run :func:`tiled.tiled_attention` on q (T, d), k (S, d), v (S, d) with a trace and collect
+    what a picture of each step needs.
+
+    Returns:
+        dict with ``T``, ``S``, ``block_size``, ``is_causal``, ``out`` (T, d), ``trace`` (one dict
+        per key block: ``keys``, ``rows``, ``skipped``, ``m``, ``l``), ``m`` and ``l`` as arrays
+        (n_blocks + 1, T) with the state before any block in row 0 (m = -inf, l = 0).
+    """
+    if q.dim() != 2:
+        raise ValueError(f"q must be (T, d) for the walk-through, got shape {tuple(q.shape)}.")
+    trace: list = []
+    out = tiled.tiled_attention(q, k, v, block_size=block_size, is_causal=is_causal, trace=trace)
+    T, S = q.shape[0], k.shape[0]
+    m = np.full((len(trace) + 1, T), -np.inf)
+    l = np.zeros((len(trace) + 1, T))  # noqa: E741 (the paper's name)
+    for i, step in enumerate(trace, start=1):
+        m[i] = step["m"].double().numpy()
+        l[i] = step["l"].double().numpy()
+    return {"T": T, "S": S, "block_size": block_size, "is_causal": is_causal, "out": out,
+            "trace": trace, "m": m, "l": l}
+
+
+_COLORS = {"todo": "#ffffff", "done": "#a6cee3", "current": "#1f78b4", "masked": "#fdbf6f",
+           "skipped": "#bdbdbd"}
+
+
+def _cell_states(walk: dict[str, Any], step: int) -> np.ndarray:
+    """(T, S) codes after ``step`` blocks: 0 todo, 1 done, 2 current, 3 masked, 4 skipped."""
+    T, S = walk["T"], walk["S"]
+    codes = np.zeros((T, S), dtype=int)
+    for b, blk in enumerate(walk["trace"][:step]):
+        s0, s1 = blk["keys"]
+        r0 = blk["rows"][0]
+        codes[:, s0:s1] = 2 if b == step - 1 else 1
+        codes[:r0, s0:s1] = 4
+        if walk["is_causal"]:
+            i, j = np.arange(T)[:, None], np.arange(s0, s1)[None, :]
+            masked = (j > i) & (i >= r0)
+            codes[:, s0:s1][masked] = 3
+    return codes
+
+
+def plot_tiled_step(walk: dict[str, Any], step: int, rows: Sequence[int] = (0, 5, 10, 15),
+                    figsize: tuple[float, float] = (10.0, 3.1)) -> Any:
+    """One frame of the tiled walk-through: after ``step`` key blocks (0 = before any).
+
+    Left: the (query, key) grid, coloured by what has happened to each score (not yet, done, the
+    current block, masked on a diagonal block, skipped: never computed). Middle and right: the
+    running maximum m and the running sum l of the chosen query ``rows``, block by block.
+    Returns the matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    n = len(walk["trace"])
+    if not 0 <= step <= n:
+        raise ValueError(f"step must be in 0..{n}, got {step}.")
+    T, S, bs = walk["T"], walk["S"], walk["block_size"]
+    codes = _cell_states(walk, step)
+    names = ["todo", "done", "current", "masked", "skipped"]
+    cmap = ListedColormap([_COLORS[c] for c in names])
+    fig, axes = plt.subplots(1, 3, figsize=figsize, gridspec_kw={"width_ratios": [1.15, 1, 1]})
+    ax = axes[0]
+    ax.imshow(codes, cmap=cmap, vmin=-0.5, vmax=4.5, interpolation="nearest", aspect="equal")
+    for x in range(bs, S, bs):
+        ax.axvline(x - 0.5, color="black", lw=1)
+    ax.set_xticks(np.arange(-0.5, S, 1), minor=True)
+    ax.set_yticks(np.arange(-0.5, T, 1), minor=True)
+    ax.grid(which="minor", color="white", lw=0.4)
+    ax.tick_params(which="minor", length=0)
+    ax.set_xticks(range(0, S, bs))
+    ax.set_yticks(range(0, T, max(1, T // 4)))
+    ax.set_xlabel(f"key j (blocks of {bs})")
+    ax.set_ylabel("query i")
+    colors = plt.cm.tab10(np.arange(len(rows)))
+    for r, c in zip(rows, colors):
+        ax.plot(-1.2, r, marker=">", color=c, ms=5, clip_on=False)
+    if step == 0:
+        title = "before any block"
+    else:
+        blk = walk["trace"][step - 1]
+        (s0, s1), (r0, _) = blk["keys"], blk["rows"]
+        title = f"block {step}/{n}: keys {s0}-{s1 - 1}" + (f", rows {r0}+" if r0 else "")
+    ax.set_title(title, fontsize=9)
+    handles = [Patch(color=_COLORS[c], label=lab) for c, lab in
+               (("done", "done"), ("current", "this block"), ("masked", "masked (-inf)"),
+                ("skipped", "skipped"))]
+    ax.legend(handles=handles, fontsize=6.5, loc="upper left", bbox_to_anchor=(1.0, 1.0),
+              frameon=False, handlelength=1)
+
+    xs = np.arange(n + 1)
+    for ax, key, label in ((axes[1], "m", "running max m"), (axes[2], "l", "running sum l")):
+        arr = walk[key]
+        finite = arr[np.isfinite(arr)]
+        lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+        pad = 0.08 * (hi - lo or 1.0)
+        for r, c in zip(rows, colors):
+            y = arr[: step + 1, r]
+            ok = np.isfinite(y) & ((y != 0) if key == "l" else True)
+            ax.plot(xs[: step + 1][ok], y[ok], "-o", color=c, ms=3, lw=1.2)
+            ax.plot(n, arr[n, r], "_", color=c, ms=10, mew=2, alpha=0.5)
+            ax.annotate(f"row {r}", (n, arr[n, r]), xytext=(6, 0), textcoords="offset points",
+                        color=c, fontsize=7, va="center")
+        ax.set_xlim(-0.3, n + 1.1)
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_xticks(xs)
+        ax.set_xlabel("key blocks processed")
+        ax.set_ylabel(key)
+        ax.set_title(label + " (ticks: final)", fontsize=9)
+        ax.grid(alpha=0.3)
+    mode = "causal" if walk["is_causal"] else "no mask"
+    fig.suptitle(f"Tiled attention, online softmax: T={T}, S={S}, block {bs}, {mode}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# Time and memory against T: live points beside a reference file
+# ------------------------------------------------------------------------------------------------
+#: Colour and marker of each implementation in the plots.
+STYLE = {"loops": ("tab:gray", "o"), "numpy": ("tab:blue", "s"), "course_torch": ("tab:orange", "^"),
+          "tiled": ("tab:green", "D"), "sdpa": ("tab:red", "v"), "sdpa_math": ("tab:purple", "P"),
+          "sdpa_flash": ("tab:brown", "X"), "sdpa_efficient": ("tab:pink", "*"),
+          "sdpa_cudnn": ("tab:olive", "h")}
+
+
+def plot_time_memory(live: Sequence[dict[str, Any]], reference: dict[str, Any] | None = None,
+                     impls: Sequence[str] | None = None, dtype: str = "float32",
+                     live_label: str = "measured now on this machine",
+                     figsize: tuple[float, float] = (10.5, 3.9)) -> Any:
+    """Two log-log panels, median time and extra peak memory against T (non-causal): the cases of
+    ``live`` (from :func:`live_sweep`) as solid lines with filled markers, and those of a
+    ``reference`` results file as dashed lines with hollow markers, labelled with
+    :func:`reference_label`. Grey guide lines show the slopes of T^2 and T. Returns the Figure.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=figsize)
+    if impls is None:
+        impls = [i for i in IMPLS if any(c["impl"] == i for c in live)
+                 or (reference and any(c["impl"] == i for c in reference["cases"]))]
+    used = []
+    seen: dict[Any, list[tuple[float, float]]] = {ax_t: [], ax_m: []}  # every plotted (T, y) per panel
+
+    def draw(ax: Any, pts: list, style: str, color: str, marker: str, hollow: bool) -> bool:
+        if not pts:
+            return False
+        ax.plot(*zip(*pts), style, color=color, marker=marker, ms=5, alpha=0.8 if hollow else 1.0,
+                **({"mfc": "none"} if hollow else {}))
+        seen[ax].extend(pts)
+        return True
+
+    for impl in impls:
+        color, marker = STYLE[impl]
+        pts = sorted((c["T"], c["median_s"]) for c in live if c["impl"] == impl and not c["causal"])
+        mem = sorted((c["T"], c["peak_extra_bytes"] / 2**20) for c in live if c["impl"] == impl
+                     and not c["causal"] and c.get("peak_extra_bytes"))
+        drawn = draw(ax_t, pts, "-", color, marker, False) | draw(ax_m, mem, "-", color, marker, False)
+        if reference is not None:
+            rt = reference_series(reference, impl, "median_s", dtype)
+            rm = [(t, b / 2**20) for t, b in reference_series(reference, impl, "peak_extra_bytes", dtype)
+                  if b > 0]
+            drawn |= draw(ax_t, rt, "--", color, marker, True) | draw(ax_m, rm, "--", color, marker, True)
+        if drawn:
+            used.append(impl)
+    for ax in (ax_t, ax_m):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        if not seen[ax]:
+            continue
+        Ts = np.array(sorted({t for t, _ in seen[ax]}), dtype=float)
+        ys = np.array([y for _, y in seen[ax]], dtype=float)
+        lo, hi = ys.min() / 1.5, ys.max() * 1.5
+        for power, ls in ((2, "-"), (1, ":")):
+            ax.plot(Ts, lo * 1.5 * (Ts / Ts[0]) ** power, ls, color="black", lw=0.8, alpha=0.4)
+        ax.set_ylim(lo, hi)
+    ax_t.set_ylabel("median time per call (s)")
+    ax_m.set_ylabel("measured extra peak memory (MiB)")
+    for ax, what in ((ax_t, "time"), (ax_m, "memory")):
+        ax.set_xlabel("sequence length T (B=1, H=8, d_head=64)")
+        ax.grid(True, which="both", alpha=0.25)
+        ax.set_title(f"{what} against T, {dtype}, non-causal", fontsize=9)
+    handles = [Line2D([], [], color=STYLE[i][0], marker=STYLE[i][1], ls="", label=IMPLS[i]) for i in used]
+    styles = [Line2D([], [], color="black", ls="-", marker="o", label=live_label)] if live else []
+    if reference is not None:
+        styles.append(Line2D([], [], color="black", ls="--", marker="o", mfc="none",
+                             label=reference_label(reference)))
+    styles += [Line2D([], [], color="black", alpha=0.4, ls="-", lw=0.8, label="slope of T²"),
+               Line2D([], [], color="black", alpha=0.4, ls=":", lw=0.8, label="slope of T")]
+    fig.legend(handles=handles + styles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7.5,
+               frameon=False)
+    fig.tight_layout()
+    return fig
