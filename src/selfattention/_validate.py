@@ -117,3 +117,22 @@ def check_mask_shape(name: str, mask_shape, target_shape, expected: str = "(...,
             f"{name} must broadcast to the scores' shape {expected} = {shape_str(target_shape)}, "
             f"got shape {shape_str(mask_shape)}."
         )
+
+
+def require_padding_mask(mask: Any, shape: Sequence[int], expected: str) -> None:
+    """Check a padding mask: a bool tensor (True = a real token) of exactly ``shape``.
+
+    ``expected`` is the shape in the book's letters, e.g. ``"(B, T)"``, for the message.
+    """
+    import torch
+
+    require_tensor("padding_mask", mask, floating=False)
+    if mask.dtype != torch.bool:
+        raise TypeError(
+            f"padding_mask must have dtype torch.bool (True = real token), got {mask.dtype}."
+        )
+    if tuple(mask.shape) != tuple(shape):
+        raise ValueError(
+            f"padding_mask must have shape {expected} = {shape_str(shape)}, got shape "
+            f"{shape_str(mask.shape)}."
+        )

@@ -415,15 +415,28 @@ _SDPA_BACKENDS = {
 }
 
 
-def _make_fn(impl: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
-             block_size: int) -> Callable[[], Any]:
-    """A zero-argument callable that runs ``impl`` on prepared inputs (conversion done here)."""
+def attention_fn(impl: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
+                 block_size: int = 128) -> Callable[[], Any]:
+    """A zero-argument callable computing attention of q (B, H, T, d), k, v (B, H, S, d) with
+    ``impl`` (a key of :data:`IMPLEMENTATIONS`).
+
+    Conversions (to lists for the loops, to NumPy) are done here, once, so that a timer measures
+    the attention only. Used by the suite and by chapter 7's live measurements.
+
+    Raises:
+        ValueError: an unknown ``impl``, or ``loops``/``numpy`` asked for a tensor not on the CPU.
+        RuntimeError: the SDPA backend does not exist in this torch.
+    """
+    if impl not in IMPLEMENTATIONS:
+        raise ValueError(f"unknown implementation {impl!r}; expected one of "
+                         f"{sorted(IMPLEMENTATIONS)}.")
+    if impl in ("loops", "numpy") and q.device.type != "cpu":
+        raise ValueError(f"impl={impl!r} runs on the CPU only, but q is on {q.device}.")
     if impl == "loops":
-        H = q.shape[1]
-        Qs = [q[0, h].tolist() for h in range(H)]
-        Ks = [k[0, h].tolist() for h in range(H)]
-        Vs = [v[0, h].tolist() for h in range(H)]
-        return lambda: [loops.attention(Qs[h], Ks[h], Vs[h], causal=causal) for h in range(H)]
+        B, H = q.shape[:2]
+        qkv = [(q[b, h].tolist(), k[b, h].tolist(), v[b, h].tolist())
+               for b in range(B) for h in range(H)]
+        return lambda: [loops.attention(Q, K, V, causal=causal) for Q, K, V in qkv]
     if impl == "numpy":
         qn, kn, vn = q.numpy(), k.numpy(), v.numpy()
         return lambda: vectorized.attention(qn, kn, vn, causal=causal)
@@ -434,20 +447,23 @@ def _make_fn(impl: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causa
     sdpa = torch.nn.functional.scaled_dot_product_attention
     if impl == "sdpa":
         return lambda: sdpa(q, k, v, is_causal=causal)
-    if impl in _SDPA_BACKENDS:
-        from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.nn.attention import SDPBackend, sdpa_kernel
 
-        backend = getattr(SDPBackend, _SDPA_BACKENDS[impl], None)
-        if backend is None:
-            raise RuntimeError(f"SDPBackend.{_SDPA_BACKENDS[impl]} does not exist in torch "
-                               f"{torch.__version__}")
+    backend = getattr(SDPBackend, _SDPA_BACKENDS[impl], None)
+    if backend is None:
+        raise RuntimeError(f"SDPBackend.{_SDPA_BACKENDS[impl]} does not exist in torch "
+                           f"{torch.__version__}")
 
-        def run() -> torch.Tensor:
-            with sdpa_kernel(backend):
-                return sdpa(q, k, v, is_causal=causal)
+    def run() -> torch.Tensor:
+        with sdpa_kernel(backend):
+            return sdpa(q, k, v, is_causal=causal)
 
-        return run
-    raise ValueError(f"unknown implementation {impl!r}; expected one of {sorted(IMPLEMENTATIONS)}.")
+    return run
+
+
+def _make_fn(impl: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
+             block_size: int) -> Callable[[], Any]:
+    return attention_fn(impl, q, k, v, causal=causal, block_size=block_size)
 
 
 # ------------------------------------------------------------------------------------------------

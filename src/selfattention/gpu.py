@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import bench, loops, multihead, tiled, vectorized
+from . import bench, tiled
 
 __all__ = [
     "IMPLS",
@@ -56,8 +56,6 @@ IMPLS = {
     "sdpa_efficient": "torch SDPA, EFFICIENT",
     "sdpa_cudnn": "torch SDPA, CUDNN",
 }
-_BACKENDS = {"sdpa_math": "MATH", "sdpa_flash": "FLASH_ATTENTION",
-             "sdpa_efficient": "EFFICIENT_ATTENTION", "sdpa_cudnn": "CUDNN_ATTENTION"}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -65,40 +63,16 @@ _BACKENDS = {"sdpa_math": "MATH", "sdpa_flash": "FLASH_ATTENTION",
 # ------------------------------------------------------------------------------------------------
 def attention_fn(impl: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
                  block_size: int = 128) -> Callable[[], Any]:
-    """A zero-argument callable that computes attention of q (B, H, T, d), k, v (B, H, S, d) with
-    ``impl`` (a key of :data:`IMPLS`). Conversions (to lists for the loops, to NumPy) are done here,
-    once, so that a timer measures the attention only.
+    """A zero-argument callable computing attention with ``impl`` (a key of :data:`IMPLS`).
+
+    The same callables the benchmark suite times (:func:`selfattention.bench.attention_fn`).
 
     Raises:
         ValueError: an unknown ``impl``, or ``loops``/``numpy`` asked for a tensor not on the CPU.
     """
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {sorted(IMPLS)}, got {impl!r}.")
-    if impl in ("loops", "numpy") and q.device.type != "cpu":
-        raise ValueError(f"impl={impl!r} runs on the CPU only, but q is on {q.device}.")
-    if impl == "loops":
-        B, H = q.shape[:2]
-        qs = [[q[b, h].tolist(), k[b, h].tolist(), v[b, h].tolist()] for b in range(B) for h in range(H)]
-        return lambda: [loops.attention(Q, K, V, causal=causal) for Q, K, V in qs]
-    if impl == "numpy":
-        qn, kn, vn = q.numpy(), k.numpy(), v.numpy()
-        return lambda: vectorized.attention(qn, kn, vn, causal=causal)
-    if impl == "course_torch":
-        return lambda: multihead.scaled_dot_product_attention(q, k, v, is_causal=causal)
-    if impl == "tiled":
-        return lambda: tiled.tiled_attention(q, k, v, block_size=block_size, is_causal=causal)
-    sdpa = torch.nn.functional.scaled_dot_product_attention
-    if impl == "sdpa":
-        return lambda: sdpa(q, k, v, is_causal=causal)
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    backend = getattr(SDPBackend, _BACKENDS[impl])
-
-    def run() -> torch.Tensor:
-        with sdpa_kernel(backend):
-            return sdpa(q, k, v, is_causal=causal)
-
-    return run
+    return bench.attention_fn(impl, q, k, v, causal=causal, block_size=block_size)
 
 
 def _inputs(B: int, H: int, T: int, d: int, device: torch.device | str, dtype: torch.dtype, seed: int):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ._validate import require_tensor, shape_str
+from ._validate import require_padding_mask, require_tensor, shape_str
 from .masks import causal_mask
 from .multihead import MultiHeadSelfAttention, merge_heads, scaled_dot_product_attention
 
@@ -140,18 +140,8 @@ def decode_step(
     T_new = x_new.shape[1]
     if padding_mask is not None:
         # Checked before the cache grows, so a bad mask leaves the cache as it was.
-        require_tensor("padding_mask", padding_mask, floating=False)
         B, S_after = x_new.shape[0], cache.length + T_new
-        if padding_mask.dtype != torch.bool:
-            raise TypeError(
-                f"padding_mask must have dtype torch.bool (True = real token), got "
-                f"{padding_mask.dtype}."
-            )
-        if tuple(padding_mask.shape) != (B, S_after):
-            raise ValueError(
-                f"padding_mask must have shape (B, cache.length + T_new) = ({B}, {S_after}), got "
-                f"shape {shape_str(padding_mask.shape)}."
-            )
+        require_padding_mask(padding_mask, (B, S_after), "(B, cache.length + T_new)")
     q, k, v = mha.project(x_new)  # each (B, H, T_new, d_head)
     k_all, v_all = cache.append(k, v)  # (B, H, S, d_head)
     S = cache.length

@@ -11,7 +11,13 @@ import math
 import torch
 from torch import nn
 
-from ._validate import check_mask_shape, check_qkv_shapes, require_tensor, shape_str
+from ._validate import (
+    check_mask_shape,
+    check_qkv_shapes,
+    require_padding_mask,
+    require_tensor,
+    shape_str,
+)
 
 
 def scaled_dot_product_attention(
@@ -193,17 +199,7 @@ class MultiHeadSelfAttention(nn.Module):
             raise ValueError(f"x has an empty sequence (shape {shape_str(x.shape)}).")
         mask = None
         if padding_mask is not None:
-            require_tensor("padding_mask", padding_mask, floating=False)
-            if padding_mask.dtype != torch.bool:
-                raise TypeError(
-                    f"padding_mask must have dtype torch.bool (True = real token), got "
-                    f"{padding_mask.dtype}."
-                )
-            if tuple(padding_mask.shape) != (B, T):
-                raise ValueError(
-                    f"padding_mask must have shape (B, T) = ({B}, {T}), got shape "
-                    f"{shape_str(padding_mask.shape)}."
-                )
+            require_padding_mask(padding_mask, (B, T), "(B, T)")
             mask = padding_mask[:, None, None, :]  # (B, 1, 1, T): hide padded keys
             if is_causal:
                 causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import masks
-from ._validate import check_qkv_shapes, require_tensor, shape_str
+from ._validate import check_qkv_shapes, require_padding_mask, require_tensor, shape_str
 from .multihead import scaled_dot_product_attention
 
 __all__ = [
@@ -347,17 +347,7 @@ class StructuredSelfAttention(nn.Module):
             raise ValueError(f"H has an empty sequence (shape {shape_str(H.shape)}).")
         scores = self.W_s2(torch.tanh(self.W_s1(H))).transpose(-1, -2)  # (..., r, T)
         if padding_mask is not None:
-            require_tensor("padding_mask", padding_mask, floating=False)
-            if padding_mask.dtype != torch.bool:
-                raise TypeError(
-                    f"padding_mask must have dtype torch.bool (True = real token), got "
-                    f"{padding_mask.dtype}."
-                )
-            if tuple(padding_mask.shape) != tuple(H.shape[:-1]):
-                raise ValueError(
-                    f"padding_mask must have shape (..., T) = {shape_str(H.shape[:-1])}, got "
-                    f"shape {shape_str(padding_mask.shape)}."
-                )
+            require_padding_mask(padding_mask, tuple(H.shape[:-1]), "(..., T)")
             scores = scores.masked_fill(~padding_mask.unsqueeze(-2), float("-inf"))
         A = torch.softmax(scores, dim=-1)  # (..., r, T)
         return A @ H, A
