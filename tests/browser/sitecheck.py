@@ -550,10 +550,12 @@ def search_results(context, base: str, term: str) -> list[str]:
     try:
         page.goto(f"{base}search.html?q={term}", wait_until="load", timeout=30_000)
         try:
+            # Sphinx lists API objects first and adds page hits one by one; wait for its summary
+            # line ("Search finished, found N pages ...") so that every hit is there.
             page.wait_for_function(
-                "() => document.querySelectorAll('#search-results ul.search li a').length > 0"
-                " || /did not match|no results|Search finished/i.test("
-                "(document.querySelector('#search-results') || {}).innerText || '')",
+                "() => /Search finished|did not match|no results/i.test("
+                "(document.querySelector('#search-results .search-summary') || {}).innerText"
+                " || '')",
                 timeout=20_000)
         except Exception:
             pass
