@@ -250,3 +250,35 @@ def test_cli_quick_end_to_end(tmp_path):
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert "time_vs_T_float32.png" in pngs and "memory_vs_T_float32.png" in pngs
     assert any(p.startswith("gflops_T") for p in pngs)
+
+
+@pytest.mark.parametrize("machine", sorted(p.name for p in (ROOT / "results").glob("*")
+                                           if (p / "results.json").is_file()))
+def test_committed_reports_are_regenerated_from_their_json(machine, tmp_path):
+    """summary.md is a pure function of results.json: rewriting it gives the committed file, and
+    the plots of every dtype in the run (float16/bfloat16 on the GPU) are drawn."""
+    src = ROOT / "results" / machine
+    results = bench.load_results(src / "results.json")
+    written = bench.write_report(results, tmp_path, plots=True)
+    assert written["summary"].read_text() == (src / "summary.md").read_text()
+    dtypes = {c["dtype"] for c in results["cases"]}
+    names = {p.name for p in written["plots"]}
+    for dtype in dtypes:
+        assert f"time_vs_T_{dtype}.png" in names
+    ratios = {t["name"]: t for t in bench.target_ratios(results)}
+    # The measured memory target holds on both reference machines.
+    assert ratios["tiled_peak_extra_mib"]["value"] <= 64
+
+
+def test_quick_suite_in_process(tmp_path):
+    """The suite's CPU path end to end, in this process (the CLI test runs it in a subprocess)."""
+    results = bench.run_suite(bench.SuiteConfig.for_device("cpu", quick=True))
+    assert results["context"]["device"].startswith("cpu")
+    impls = {c["impl"] for c in results["cases"]}
+    assert {"numpy", "course_torch", "tiled", "sdpa", "sdpa_math"} <= impls
+    for c in results["cases"]:
+        if c.get("median_s"):
+            assert c["gflops"] == pytest.approx(
+                c["flops"] / c["median_s"] / 1e9, rel=1e-6)
+    summary = bench.write_summary(results, tmp_path / "summary.md").read_text()
+    assert "Targets" in summary

@@ -197,7 +197,7 @@ def _malloc_trim() -> None:
 def memory_method(device: torch.device | str = "cpu") -> str:
     """How :func:`peak_extra_bytes` measures on ``device``, or why it cannot (starts with 'none')."""
     device = torch.device(device)
-    if device.type == "cuda":
+    if device.type == "cuda":  # pragma: no cover - GPU only; run by tools/gpu_bench.sh
         return "cuda: torch.cuda.max_memory_allocated after reset_peak_memory_stats, minus allocated before"
     if device.type != "cpu":
         return f"none: no peak-memory counter for {device.type}"
@@ -216,7 +216,7 @@ def peak_extra_bytes(fn: Callable[[], Any], device: torch.device | str = "cpu") 
     """
     device = torch.device(device)
     gc.collect()
-    if device.type == "cuda":
+    if device.type == "cuda":  # pragma: no cover - GPU only; run by tools/gpu_bench.sh
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
@@ -319,10 +319,10 @@ def _blas_info() -> list[dict[str, Any]]:
 def machine_tag(device: torch.device | str = "cpu") -> str:
     """A folder name for this machine's results: ``cpu-2core`` or e.g. ``cuda-nvidia-h100-80gb-hbm3``."""
     device = torch.device(device)
-    if device.type == "cuda":
+    if device.type == "cuda":  # pragma: no cover - GPU only; run by tools/gpu_bench.sh
         name = torch.cuda.get_device_name(device.index or 0)
         return "cuda-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    if device.type == "mps":
+    if device.type == "mps":  # pragma: no cover - GPU only; run by tools/gpu_bench.sh
         return "mps"
     return f"cpu-{os.cpu_count()}core"
 
@@ -359,7 +359,7 @@ def machine_context(device: torch.device | str = "cpu") -> dict[str, Any]:
         "memory_method": memory_method(device),
         "load_average": _loadavg(),
     }
-    if torch.cuda.is_available():
+    if torch.cuda.is_available():  # pragma: no cover - GPU only; run by tools/gpu_bench.sh
         try:
             idx = (device.index or 0) if device.type == "cuda" else 0
             props = torch.cuda.get_device_properties(idx)
@@ -684,7 +684,7 @@ def run_suite(config: SuiteConfig | dict[str, Any] | None = None,
         text = str(exc).strip()
         msg = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:300]
         group.pop(impl, None)
-        if device.type == "cuda" and isinstance(exc, torch.cuda.OutOfMemoryError):
+        if device.type == "cuda" and isinstance(exc, torch.cuda.OutOfMemoryError):  # pragma: no cover
             torch.cuda.empty_cache()
             skip(impl, dtype_name, T, causal, msg, what)
             return
@@ -765,7 +765,7 @@ def run_suite(config: SuiteConfig | dict[str, Any] | None = None,
                             continue
                     pm = last_mem.get(key) or last_mem.get((impl, dtype_name, False))
                     avail = _available_bytes() if device.type == "cpu" else None
-                    if device.type == "cuda":
+                    if device.type == "cuda":  # pragma: no cover - GPU only; run by tools/gpu_bench.sh
                         try:
                             avail = torch.cuda.mem_get_info(device)[0]
                         except RuntimeError:
@@ -845,7 +845,7 @@ def run_suite(config: SuiteConfig | dict[str, Any] | None = None,
                     line(c)
                 del group
             del q, k, v
-            if device.type == "cuda":
+            if device.type == "cuda":  # pragma: no cover - GPU only; run by tools/gpu_bench.sh
                 torch.cuda.empty_cache()
 
     # The ceiling again at the end: on a shared machine a neighbour may have slowed the first
