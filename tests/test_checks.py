@@ -356,24 +356,23 @@ MISTAKES = [
 CHECK_NAMES = sorted(n for n in check.__all__ if n not in ("CheckError", "CheckResult"))
 
 
-def _registries() -> tuple[dict, list]:
-    """``CORRECT`` and ``MISTAKES`` merged with those of the other ``tests/test_checks_*.py``.
+def _registries() -> tuple[list, list]:
+    """Every right and wrong implementation: these files' and those of ``tests/test_checks_*.py``.
 
-    A chapter may keep the tests of its checks in a file of its own (e.g. test_checks_beyond.py)
-    with registries of the same form, ``{name: fn}`` and ``[(name, mistake, fn)]``; they run there,
-    and count here for the coverage tests below.
+    A chapter keeps the implementations for its own checks in a file of its own (e.g.
+    test_checks_beyond.py), as ``CORRECT = {name: fn}``, optionally ``MORE_CORRECT = [(name, fn)]``
+    and ``MISTAKES = [(name, mistake, fn)]``; the tests below run them all, once.
     """
-    correct, mistakes = dict(CORRECT), list(MISTAKES)
+    correct, mistakes = list(CORRECT.items()), list(MISTAKES)
     for path in sorted(Path(__file__).parent.glob("test_checks_*.py")):
         module = importlib.import_module(path.stem)
-        more = getattr(module, "CORRECT", None)
-        if isinstance(more, dict):
-            correct.update({k: f for k, f in more.items() if isinstance(k, str) and callable(f)})
-        for row in getattr(module, "MISTAKES", []):
-            if (isinstance(row, tuple) and len(row) == 3 and isinstance(row[0], str)
-                    and isinstance(row[1], str) and callable(row[2])):
-                mistakes.append(row)
+        correct += list(getattr(module, "CORRECT", {}).items())
+        correct += list(getattr(module, "MORE_CORRECT", []))
+        mistakes += list(getattr(module, "MISTAKES", []))
     return correct, mistakes
+
+
+ALL_CORRECT, ALL_MISTAKES = _registries()
 
 
 def _run(name, fn, capsys=None):
@@ -382,16 +381,19 @@ def _run(name, fn, capsys=None):
     return result, printed
 
 
-@pytest.mark.parametrize("name", sorted(CORRECT))
-def test_check_passes_a_correct_implementation(name, capsys):
-    result, printed = _run(name, CORRECT[name], capsys)
+@pytest.mark.parametrize(
+    "name, fn", [pytest.param(n, f, id=f"{n}-{i}") for i, (n, f) in enumerate(ALL_CORRECT)]
+)
+def test_check_passes_a_correct_implementation(name, fn, capsys):
+    result, printed = _run(name, fn, capsys)
     assert result.passed, result.message
     assert bool(result) and result.mistake is None
     assert printed.startswith(f"✅ {name}: correct on all") and printed.count("\n") == 1
 
 
 @pytest.mark.parametrize(
-    "name, mistake, wrong", [pytest.param(*row, id=f"{row[0]}: {row[1]}") for row in MISTAKES]
+    "name, mistake, wrong",
+    [pytest.param(*row, id=f"{row[0]}: {row[1]} [{i}]") for i, row in enumerate(ALL_MISTAKES)],
 )
 def test_check_names_the_mistake(name, mistake, wrong, capsys):
     result, printed = _run(name, wrong, capsys)
@@ -401,7 +403,7 @@ def test_check_names_the_mistake(name, mistake, wrong, capsys):
     assert mistake in result.message
     for part in ("\n  input", "\n  expected: ", "\n  obtained: "):
         assert part in result.message, result.message
-    assert printed.startswith(f"❌ {name}: ") and "Traceback" not in printed
+    assert printed.startswith(f"❌ {name}: looks like {mistake}") and "Traceback" not in printed
 
 
 def _declared_mistakes(name, correct_fn, monkeypatch) -> set[str]:
@@ -421,18 +423,17 @@ def _declared_mistakes(name, correct_fn, monkeypatch) -> set[str]:
 
 
 def test_every_check_has_a_correct_implementation():
-    correct, _ = _registries()
-    missing = sorted(set(CHECK_NAMES) - set(correct))
+    missing = sorted(set(CHECK_NAMES) - {n for n, _ in ALL_CORRECT})
     assert not missing, f"add a correct implementation to CORRECT in tests/test_checks.py: {missing}"
 
 
 @pytest.mark.parametrize("name", CHECK_NAMES)
 def test_every_mistake_has_a_test(name, monkeypatch, capsys):
-    correct, mistakes = _registries()
+    correct = dict(ALL_CORRECT)
     if name not in correct:
         pytest.fail(f"check {name!r} has no entry in CORRECT (tests/test_checks.py)")
     declared = _declared_mistakes(name, correct[name], monkeypatch)
-    tested = {m for n, m, _ in mistakes if n == name}
+    tested = {m for n, m, _ in ALL_MISTAKES if n == name}
     untested = sorted(declared - tested)
     assert not untested, f"add a wrong implementation to MISTAKES for {name}: {untested}"
 

@@ -38,14 +38,6 @@ def good_additive_with_weights(q, k, v, lengths):
     return weights @ v, weights
 
 
-@pytest.mark.parametrize("fn", [good_negated, good_real_tokens, good_additive_with_weights])
-def test_fix_inverted_mask_passes_right_answers(fn, capsys):
-    result = check.fix_inverted_mask(fn)
-    printed = capsys.readouterr().out
-    assert result.passed and result.mistake is None, result.message
-    assert printed == "✅ fix_inverted_mask: correct on all 2 test cases.\n"
-
-
 # ---------------------------------------------------------------------------------------------
 # One wrong implementation per mistake the check declares.
 # ---------------------------------------------------------------------------------------------
@@ -78,6 +70,7 @@ def bad_no_mask(q, k, v, lengths):
 # Registries in the form tests/test_checks.py collects from every tests/test_checks_*.py
 # ({check: correct fn} and [(check, mistake, wrong fn)]), so its coverage tests count them.
 CORRECT = {"fix_inverted_mask": good_real_tokens}
+MORE_CORRECT = [("fix_inverted_mask", good_negated), ("fix_inverted_mask", good_additive_with_weights)]
 MISTAKES = [
     ("fix_inverted_mask", "the inverted mask left in (True = padding)", bad_unchanged),
     ("fix_inverted_mask", "the mask put on the queries instead of the keys", bad_on_queries),
@@ -85,30 +78,6 @@ MISTAKES = [
     ("fix_inverted_mask", "one padded key let through (<= instead of <)", bad_off_by_one),
     ("fix_inverted_mask", "no mask at all", bad_no_mask),
 ]
-
-
-@pytest.mark.parametrize("name, mistake, wrong", MISTAKES, ids=[m for _, m, _ in MISTAKES])
-def test_fix_inverted_mask_names_the_mistake(name, mistake, wrong, capsys):
-    result = getattr(check, name)(wrong)
-    printed = capsys.readouterr().out
-    assert not result.passed and result.mistake == mistake, result.message
-    for part in ("\n  input", "\n  expected: ", "\n  obtained: "):
-        assert part in result.message
-    assert printed.startswith("❌ fix_inverted_mask: looks like ") and "Traceback" not in printed
-
-
-def test_every_declared_mistake_is_tested(monkeypatch):
-    from selfattention.checks import _core, masking
-
-    seen: set[str] = set()
-
-    def spy(name, fn, cases, signature, mistakes=(), **kw):
-        seen.update(m.name for m in mistakes)
-        return _core.run_check(name, fn, cases, signature, mistakes, **kw)
-
-    monkeypatch.setattr(masking, "run_check", spy)
-    check.fix_inverted_mask(good_real_tokens)
-    assert seen == {m for _, m, _ in MISTAKES}
 
 
 def test_fix_inverted_mask_reports_the_learners_error_and_raises_when_asked(capsys):
