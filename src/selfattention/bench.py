@@ -924,10 +924,11 @@ def target_ratios(results: dict[str, Any], T: int = 2048, memory_T: int = 8192,
     return out
 
 
-_STYLE = {"loops": ("tab:gray", "o"), "numpy": ("tab:blue", "s"), "course_torch": ("tab:orange", "^"),
-          "tiled": ("tab:green", "D"), "sdpa": ("tab:red", "v"), "sdpa_math": ("tab:purple", "P"),
-          "sdpa_flash": ("tab:brown", "X"), "sdpa_efficient": ("tab:pink", "*"),
-          "sdpa_cudnn": ("tab:olive", "h")}
+#: Colour and marker of each implementation in the plots (also chapter 7's).
+STYLE = {"loops": ("tab:gray", "o"), "numpy": ("tab:blue", "s"), "course_torch": ("tab:orange", "^"),
+         "tiled": ("tab:green", "D"), "sdpa": ("tab:red", "v"), "sdpa_math": ("tab:purple", "P"),
+         "sdpa_flash": ("tab:brown", "X"), "sdpa_efficient": ("tab:pink", "*"),
+         "sdpa_cudnn": ("tab:olive", "h")}
 
 
 def _series(results, impl, dtype, causal, key):
@@ -958,7 +959,7 @@ def plot_results(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(10, 5.5))
         ys = []
         for impl in impls:
-            color, marker = _STYLE[impl]
+            color, marker = STYLE[impl]
             for causal, ls in ((False, "-"), (True, "--")):
                 pts = _series(results, impl, dtype, causal, "median_s")
                 meas = [(t, y) for t, y, e in pts if not e]
@@ -997,7 +998,7 @@ def plot_results(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(7.5, 5))
         any_mem = False
         for impl in impls:
-            color, marker = _STYLE[impl]
+            color, marker = STYLE[impl]
             pts = _series(results, impl, dtype, False, "peak_extra_bytes")
             pts = [(t, y / MiB) for t, y, _ in pts if y > 0]
             if pts:

@@ -478,11 +478,7 @@ def plot_tiled_step(walk: dict[str, Any], step: int, rows: Sequence[int] = (0, 5
 # ------------------------------------------------------------------------------------------------
 # Time and memory against T: live points beside a reference file
 # ------------------------------------------------------------------------------------------------
-#: Colour and marker of each implementation in the plots.
-STYLE = {"loops": ("tab:gray", "o"), "numpy": ("tab:blue", "s"), "course_torch": ("tab:orange", "^"),
-          "tiled": ("tab:green", "D"), "sdpa": ("tab:red", "v"), "sdpa_math": ("tab:purple", "P"),
-          "sdpa_flash": ("tab:brown", "X"), "sdpa_efficient": ("tab:pink", "*"),
-          "sdpa_cudnn": ("tab:olive", "h")}
+STYLE = bench.STYLE  # one colour and marker per implementation, as in the benchmark plots
 
 
 def plot_time_memory(live: Sequence[dict[str, Any]], reference: dict[str, Any] | None = None,

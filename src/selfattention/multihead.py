@@ -18,6 +18,7 @@ from ._validate import (
     require_tensor,
     shape_str,
 )
+from .masks import causal_mask
 
 
 def scaled_dot_product_attention(
@@ -80,7 +81,7 @@ def scaled_dot_product_attention(
                 f"the scores), got {attn_mask.dtype}."
             )
     elif is_causal:
-        allowed = torch.ones(T, S, dtype=torch.bool, device=q.device).tril()
+        allowed = causal_mask(T, S, device=q.device)  # top-left, exactly as torch aligns it
     if allowed is not None:
         scores.masked_fill_(~allowed, float("-inf"))
     weights = _softmax_(scores)
@@ -202,8 +203,7 @@ class MultiHeadSelfAttention(nn.Module):
             require_padding_mask(padding_mask, (B, T), "(B, T)")
             mask = padding_mask[:, None, None, :]  # (B, 1, 1, T): hide padded keys
             if is_causal:
-                causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-                mask = mask & causal
+                mask = mask & causal_mask(T, device=x.device)
         q, k, v = self.project(x)  # each (B, H, T, d_head)
         causal_flag = is_causal and mask is None
         if need_weights:
