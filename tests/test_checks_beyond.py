@@ -1,4 +1,4 @@
-"""The chapter 9 checks (``selfattention.checks.beyond``): each passes right answers, however the
+"""The chapter 11 checks (``selfattention.checks.beyond``): each passes right answers, however the
 learner writes them, and names each classic mistake it declares (one wrong implementation per
 mistake), so a learner's wrong code gets the right diagnosis.
 

@@ -1,4 +1,4 @@
-"""The chapter 8 checks accept right answers and name each classic mistake."""
+"""The chapter 10 checks accept right answers and name each classic mistake."""
 
 from __future__ import annotations
 

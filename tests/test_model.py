@@ -1,4 +1,4 @@
-"""The tiny transformer of chapter 8: shapes, causality, KV-cached generation, training, saving."""
+"""The tiny transformer of chapter 10: shapes, causality, KV-cached generation, training, saving."""
 
 from __future__ import annotations
 
@@ -222,7 +222,7 @@ def test_progress_bar_only_in_an_interactive_session(monkeypatch, capsys):
     assert not tr.interactive_session()
     tr.train(make_model(), train, TASK, steps=2, batch_size=4, log=None)
     assert capsys.readouterr().err == ""  # no bar in batch runs: stored outputs stay text
-    monkeypatch.setenv("JPY_SESSION_NAME", "chapters/08_tiny_transformer.ipynb")
+    monkeypatch.setenv("JPY_SESSION_NAME", "chapters/10_tiny_transformer.ipynb")
     assert tr.interactive_session()
     r = tr.train(make_model(), train, TASK, steps=2, batch_size=4, log_every=1, log=None)
     assert "training" in capsys.readouterr().err  # tqdm's bar (text form outside Jupyter)

@@ -1,4 +1,4 @@
-"""Tests of ``selfattention.variants`` (chapter 9): every efficient variant against a reference
+"""Tests of ``selfattention.variants`` (chapter 11): every efficient variant against a reference
 that computes the same thing the slow, obvious way, the future-token test for the causal ones, a
 check that the efficient ones never build a (T, T) tensor, the structured self-attention and its
 penalty, and the error messages."""

@@ -1,4 +1,4 @@
-"""A tiny causal transformer, built from the library's own pieces (chapter 8).
+"""A tiny causal transformer, built from the library's own pieces (chapter 10).
 
 In the spirit of nanoGPT, one small class per idea::
 

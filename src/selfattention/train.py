@@ -1,4 +1,4 @@
-"""The toy task, the training loop, evaluation, and saving of chapter 8's tiny transformer.
+"""The toy task, the training loop, evaluation, and saving of chapter 10's tiny transformer.
 
 The task: reverse a sequence of digits. A sequence of ``length`` digits ``d1 .. dn`` is followed
 by a separator and then the same digits backwards::

@@ -1,4 +1,4 @@
-"""Beyond softmax attention over all pairs: the variants of chapter 9.
+"""Beyond softmax attention over all pairs: the variants of chapter 11.
 
 Three families, each next to a plain reference that the tests compare it with:
 

@@ -16,7 +16,7 @@ Checks by chapter:
   :func:`fix_inverted_mask`, :func:`kv_step`.
 * Part III: :func:`attention_flops`, :func:`online_softmax_update`;
   :func:`lm_shift`, :func:`answer_targets`, :func:`greedy_generate` (the tiny transformer).
-* Chapter 9: :func:`cross_attention`, :func:`sliding_window_mask`, :func:`linear_attention`,
+* Chapter 11: :func:`cross_attention`, :func:`sliding_window_mask`, :func:`linear_attention`,
   :func:`structured_penalty`.
 """
 
@@ -73,7 +73,7 @@ __all__ = [
     # chapter 1
     "scores_one_query",
     "weighted_sum",
-    # chapter 9
+    # chapter 11
     "cross_attention",
     "linear_attention",
     "sliding_window_mask",

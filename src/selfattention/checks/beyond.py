@@ -1,4 +1,4 @@
-"""Checks for chapter 9: cross-attention, the sliding-window mask, linear attention and the
+"""Checks for chapter 11: cross-attention, the sliding-window mask, linear attention and the
 penalty of the structured self-attentive sentence embedding."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Checks for chapter 8: the language-model shift, the answer-only targets, greedy decoding."""
+"""Checks for chapter 10: the language-model shift, the answer-only targets, greedy decoding."""
 
 from __future__ import annotations
 
