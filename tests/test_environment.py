@@ -20,6 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CONDA_TO_PYPI = {"pytorch": "torch"}
 # conda-only entries that are not Python dependencies of the project
 CONDA_ONLY = {"python", "pip"}
+# PyPI names that conda-forge does not provide under that name: environment.yml must take them
+# from PyPI, in its `pip:` section (playwright's own conda package lives on another channel)
+PIP_ONLY = {"playwright"}
 
 
 def normalise(requirement: str) -> str:
@@ -37,17 +40,24 @@ def pyproject_names() -> set[str]:
     return {normalise(r) for r in reqs}
 
 
-def environment_names() -> set[str]:
+def environment_sections() -> tuple[set[str], set[str]]:
+    """PyPI names of environment.yml's dependencies: (from conda-forge, from its pip section)."""
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
-    names: set[str] = set()
+    conda: set[str] = set()
+    pip: set[str] = set()
     for dep in env["dependencies"]:
         if isinstance(dep, dict):
-            names |= {normalise(r) for r in dep.get("pip", []) if not r.startswith("-e")}
+            pip |= {normalise(r) for r in dep.get("pip", []) if not r.startswith("-e")}
         else:
             name = normalise(dep)
             if name not in CONDA_ONLY:
-                names.add(CONDA_TO_PYPI.get(name, name))
-    return names
+                conda.add(CONDA_TO_PYPI.get(name, name))
+    return conda, pip
+
+
+def environment_names() -> set[str]:
+    conda, pip = environment_sections()
+    return conda | pip
 
 
 def test_environment_yml_matches_pyproject() -> None:
@@ -55,6 +65,12 @@ def test_environment_yml_matches_pyproject() -> None:
     assert py == env, (
         f"only in pyproject.toml: {sorted(py - env)}; only in environment.yml: {sorted(env - py)}"
     )
+
+
+def test_packages_missing_from_conda_forge_come_from_pip() -> None:
+    conda, pip = environment_sections()
+    assert not PIP_ONLY & conda, f"move {sorted(PIP_ONLY & conda)} to the pip: section of environment.yml"
+    assert PIP_ONLY <= pip, f"{sorted(PIP_ONLY - pip)} missing from the pip: section of environment.yml"
 
 
 def test_environment_yml_installs_the_library_itself() -> None:
