@@ -14,7 +14,12 @@ from _helpers import (
 from selfattention import loops, masks, vectorized
 from selfattention._validate import check_mask_shape
 from selfattention.kvcache import KVCache, decode_step
-from selfattention.multihead import MultiHeadSelfAttention, scaled_dot_product_attention, split_heads
+from selfattention.multihead import (
+    MultiHeadSelfAttention,
+    merge_heads,
+    scaled_dot_product_attention,
+    split_heads,
+)
 from selfattention.tiled import tiled_attention
 
 a = np.zeros
@@ -118,7 +123,8 @@ CASES = {
     "heads do not divide": (lambda: MultiHeadSelfAttention(10, 4), ValueError,
                             ["num_heads must be >= 1 and divide d_model", "d_model=10", "num_heads=4",
                              "2.5"]),
-    "heads zero": (lambda: MultiHeadSelfAttention(8, 0), ValueError, ["d_model=8", "num_heads=0"]),
+    "heads zero": (lambda: MultiHeadSelfAttention(8, 0), ValueError,
+                   ["num_heads must be an int >= 1", "got 0"]),
     "module x type": (lambda: MHA(a((1, 2, 8))), TypeError,
                       ["x must be a torch.Tensor", "NumPy array of shape (1, 2, 8)"]),
     "module x shape": (lambda: MHA(t(2, 5, 6)), ValueError,
@@ -138,9 +144,9 @@ CASES = {
     "from_torch bias_kv": (lambda: MultiHeadSelfAttention.from_torch(
         torch.nn.MultiheadAttention(8, 2, add_bias_kv=True)), ValueError, ["no bias_k/bias_v"]),
     # ---- masks
-    "causal T < 1": (lambda: masks.causal_mask(0), ValueError, ["T must be >= 1", "got T=0"]),
-    "causal S < 1": (lambda: masks.causal_mask(3, 0), ValueError, ["S must be >= 1", "got S=0"]),
-    "causal T type": (lambda: masks.causal_mask(2.0), TypeError, ["T must be an int", "got float"]),
+    "causal T < 1": (lambda: masks.causal_mask(0), ValueError, ["T must be an int >= 1", "got 0"]),
+    "causal S < 1": (lambda: masks.causal_mask(3, 0), ValueError, ["S must be an int >= 1", "got 0"]),
+    "causal T type": (lambda: masks.causal_mask(2.0), TypeError, ["T must be an int", "got 2.0 (a float)"]),
     "causal align": (lambda: masks.causal_mask(2, align="left"), ValueError,
                      ["align must be one of ('top_left', 'bottom_right')", "got 'left'"]),
     "padding T": (lambda: masks.padding_mask([1], 0), ValueError, ["T must be an int >= 1", "got 0"]),
@@ -159,7 +165,7 @@ CASES = {
                          ["k must be a torch.Tensor", "NumPy array of shape (2, 3)"]),
     "tiled block 0": (lambda: tiled_attention(t(2, 3), t(2, 3), t(2, 3), block_size=0), ValueError,
                       ["block_size must be an int >= 1", "got 0"]),
-    "tiled block float": (lambda: tiled_attention(t(2, 3), t(2, 3), t(2, 3), block_size=2.0), ValueError,
+    "tiled block float": (lambda: tiled_attention(t(2, 3), t(2, 3), t(2, 3), block_size=2.0), TypeError,
                           ["block_size must be an int >= 1", "got 2.0"]),
     "tiled d_k mismatch": (lambda: tiled_attention(t(2, 3), t(4, 5), t(4, 1)), ValueError,
                            ["q and k", "q has shape (2, 3)", "k has shape (4, 5)"]),
@@ -168,9 +174,9 @@ CASES = {
     "tiled leading dims": (lambda: tiled_attention(t(2, 4, 3), t(1, 5, 3), t(1, 5, 3)), ValueError,
                            ["q, k and v must have the same leading dimensions", "(2, 4, 3)", "(1, 5, 3)"]),
     "tiled dtype": (lambda: tiled_attention(t(2, 3), t(2, 3), t(2, 3, dtype=torch.float64)), TypeError,
-                    ["q, k, v must share one dtype", "torch.float64"]),
+                    ["q, k and v must share one dtype", "torch.float64"]),
     # ---- KV cache
-    "cache size": (lambda: KVCache(1, 2, 0, 4), ValueError, ["max_len must be >= 1", "got max_len=0"]),
+    "cache size": (lambda: KVCache(1, 2, 0, 4), ValueError, ["max_len must be an int >= 1", "got 0"]),
     "cache append type": (lambda: KVCache(1, 2, 3, 4).append(a((1, 2, 1, 4)), t(1, 2, 1, 4)), TypeError,
                           ["k must be a torch.Tensor", "NumPy array of shape (1, 2, 1, 4)"]),
     "cache append shape": (lambda: KVCache(1, 2, 3, 4).append(t(1, 3, 1, 4), t(1, 3, 1, 4)), ValueError,
@@ -214,3 +220,109 @@ def test_bad_padding_mask_leaves_the_cache_untouched():
     with pytest.raises(ValueError):
         decode_step(MHA, t(1, 2, 8), cache, padding_mask=t(1, 3, dtype=torch.bool))
     assert cache.length == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 15: input that was accepted silently, or failed later with torch's or NumPy's own words.
+# ---------------------------------------------------------------------------------------------
+
+ISSUE_15 = {
+    "heads float": (lambda: MultiHeadSelfAttention(8, 2.0), TypeError,
+                    ["num_heads must be an int", "2.0 (a float)"]),
+    "heads bool": (lambda: MultiHeadSelfAttention(8, True), TypeError,
+                   ["num_heads must be an int", "True (a bool)"]),
+    "d_model float": (lambda: MultiHeadSelfAttention(8.0, 2), TypeError,
+                      ["d_model must be an int", "8.0 (a float)"]),
+    "d_model str": (lambda: MultiHeadSelfAttention("8", 2), TypeError,
+                    ["d_model must be an int", "'8' (a str)"]),
+    "cache size float": (lambda: KVCache(1, 2, 2.5, 4), TypeError,
+                         ["max_len must be an int", "2.5 (a float)"]),
+    "cache size bool": (lambda: KVCache(True, 2, 2, 4), TypeError,
+                        ["batch must be an int", "True (a bool)"]),
+    "float64 into a float32 layer": (lambda: MHA(t(1, 2, 8, dtype=torch.float64)), TypeError,
+                                     ["x has dtype torch.float64", "torch.float32", "x.float()",
+                                      "layer.double()"]),
+    "float64 into a float32 decode step": (
+        lambda: decode_step(MHA, t(1, 1, 8, dtype=torch.float64), KVCache.for_module(MHA, 1, 4)),
+        TypeError, ["x_new has dtype torch.float64", "torch.float32"]),
+    "split_heads rank": (lambda: split_heads(t(5, 8), 2), ValueError,
+                         ["x must have shape (B, T, d_model)", "got shape (5, 8)"]),
+    "split_heads heads float": (lambda: split_heads(t(1, 5, 8), 2.0), TypeError,
+                                ["num_heads must be an int", "2.0"]),
+    "merge_heads rank": (lambda: merge_heads(t(2, 5, 4)), ValueError,
+                         ["x must have shape (B, H, T, d_head)", "got shape (2, 5, 4)"]),
+    "loops d_k = 0": (lambda: loops.attention([[]], [[]], [[1.0]]), ValueError,
+                      ["d_k = 0", "Q has shape (1, 0)"]),
+    "numpy d_k = 0": (lambda: vectorized.attention(a((2, 0)), a((3, 0)), a((3, 1))), ValueError,
+                      ["Q has d_k = 0", "(2, 0)"]),
+    "torch d_k = 0": (lambda: scaled_dot_product_attention(t(2, 0), t(3, 0), t(3, 1)), ValueError,
+                      ["q has d_k = 0", "(2, 0)"]),
+    "numpy ragged list": (lambda: vectorized.attention([[1.0, 2.0], [3.0]], a((2, 2)), a((2, 1))),
+                          ValueError, ["Q is a ragged nested list", "same length"]),
+    "numpy list of strings": (lambda: vectorized.softmax([["a", "b"]]), TypeError,
+                              ["x must hold numbers", "'a'"]),
+    "loops string entry": (lambda: loops.attention([["a"]], [[1.0]], [[1.0]]), TypeError,
+                           ["Q[0][0] must be a number", "'a'"]),
+    "padding float lengths": (lambda: masks.padding_mask([2.5], 4), TypeError,
+                              ["lengths must hold integers", "2.5"]),
+    "padding bool lengths": (lambda: masks.padding_mask([True, False], 4), TypeError,
+                             ["lengths must hold integers", "booleans"]),
+    "padding bool tensor": (lambda: masks.padding_mask(torch.tensor([True, False]), 4), TypeError,
+                            ["lengths must hold integers", "booleans"]),
+    "padding float tensor": (lambda: masks.padding_mask(torch.tensor([2.0]), 4), TypeError,
+                             ["lengths must hold integers", "floats"]),
+    "padding string lengths": (lambda: masks.padding_mask(["a"], 4), TypeError,
+                               ["lengths must hold integers", "'a'"]),
+    "padding ragged lengths": (lambda: masks.padding_mask([[1], [1, 2]], 4), ValueError,
+                               ["lengths must be a flat list of integers"]),
+    "loops NaN": (lambda: loops.attention([[float("nan")]], [[1.0]], [[1.0]]), ValueError,
+                  ["Q[0][0] is nan", "finite"]),
+    "loops inf": (lambda: loops.attention([[1.0]], [[1.0]], [[float("inf")]]), ValueError,
+                  ["V[0][0] is inf", "finite"]),
+}
+
+
+@pytest.mark.parametrize("case", list(ISSUE_15))
+def test_issue_15_rejected_input(case):
+    fn, exc, needles = ISSUE_15[case]
+    with pytest.raises(exc) as excinfo:
+        fn()
+    assert type(excinfo.value) is exc
+    assert_message(excinfo, *needles)
+
+
+@pytest.mark.parametrize("n", [np.int64(4), np.int32(4), np.uint8(4)])
+def test_numpy_integers_are_ints(n):
+    """NumPy integers are accepted wherever an int is, and give the same result as the int."""
+    assert torch.equal(masks.causal_mask(n), masks.causal_mask(4))
+    assert torch.equal(masks.causal_mask(2, n), masks.causal_mask(2, 4))
+    assert torch.equal(masks.padding_mask([2, 3], n), masks.padding_mask([2, 3], 4))
+    assert torch.equal(masks.padding_mask(np.array([2, 3]), 4), masks.padding_mask([2, 3], 4))
+    assert torch.equal(masks.sliding_window_mask(5, n), masks.sliding_window_mask(5, 4))
+    q = torch.randn(1, 2, 6, 4)
+    assert torch.equal(tiled_attention(q, q, q, block_size=n), tiled_attention(q, q, q, block_size=4))
+    layer = MultiHeadSelfAttention(np.int64(8), n // 2)
+    assert (layer.d_model, layer.num_heads, layer.d_head) == (8, 2, 4)
+    assert type(layer.d_model) is int and type(layer.num_heads) is int
+    assert KVCache(1, 2, n, 4).max_len == 4
+    assert split_heads(torch.zeros(1, 3, 8), n).shape == (1, 4, 3, 2)
+
+
+def test_empty_lengths_make_an_empty_batch():
+    assert masks.padding_mask([], 3).shape == (0, 3)
+
+
+@pytest.mark.parametrize("where", ["Q", "K", "V"])
+def test_nan_propagates_at_the_numpy_and_torch_levels_as_in_torch(where):
+    """One documented behaviour per level: loops reject NaN (tested above); NumPy and torch pass it
+    through, NaN landing exactly where torch's own SDPA puts it."""
+    rng = np.random.default_rng(0)
+    Q, K, V = rng.normal(size=(4, 3)), rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+    {"Q": Q, "K": K, "V": V}[where][1, 0] = np.nan
+    want = torch.nn.functional.scaled_dot_product_attention(
+        *(torch.from_numpy(x) for x in (Q, K, V))).numpy()
+    got_np, _ = vectorized.attention(Q, K, V)
+    got_torch, _ = scaled_dot_product_attention(*(torch.from_numpy(x) for x in (Q, K, V)))
+    assert np.isnan(want).any()
+    np.testing.assert_array_equal(np.isnan(got_np), np.isnan(want))
+    np.testing.assert_array_equal(np.isnan(got_torch.numpy()), np.isnan(want))
