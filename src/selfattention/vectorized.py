@@ -94,31 +94,75 @@ def attention(
         scale = 1.0 / np.sqrt(d_k)
     dtype = np.result_type(Q.dtype, K.dtype, V.dtype)
 
+    lead = np.broadcast_shapes(Q.shape[:-2], K.shape[:-2], V.shape[:-2])
     # Scale Q (T x d_k numbers) rather than the scores (T x S numbers): same result, less work.
-    scores = np.matmul(Q * dtype.type(scale), np.swapaxes(K, -1, -2)).astype(dtype, copy=False)
-    allowed = None
+    Qs = np.multiply(Q, dtype.type(scale), dtype=dtype)
+    # K^T as its own contiguous array, not the view np.swapaxes(K, -1, -2): BLAS reads a view
+    # with these strides through a much slower kernel (chapter 3 measures it), and the copy costs
+    # S x d_k numbers, nothing next to the T x S scores.
+    Kt = np.ascontiguousarray(np.swapaxes(K, -1, -2), dtype=dtype)  # (..., d_k, S)
+    V = V.astype(dtype, copy=False)
+
+    weights = np.empty(lead + (T, S), dtype=dtype)  # (..., T, S)
+    out = np.empty(lead + (T, V.shape[-1]), dtype=dtype)  # (..., T, d_v)
+    added, hidden = _mask_parts(mask, causal, weights.shape)
+    if added is not None:
+        added = np.broadcast_to(added, weights.shape)
+    if hidden is not None:
+        hidden = np.broadcast_to(hidden, weights.shape)
+
+    # A few query rows at a time: their (..., rows, S) tile of scores stays in the cache while the
+    # softmax passes over it (max, subtract, exp, sum, divide) and while it multiplies V, instead
+    # of each pass streaming the whole (..., T, S) array through memory again.
+    rows = _tile_rows(weights)
+    for r0 in range(0, T, rows):
+        r1 = min(r0 + rows, T)
+        tile = weights[..., r0:r1, :]  # (..., rows, S), a view into weights
+        np.matmul(Qs[..., r0:r1, :], Kt, out=tile)
+        if added is not None:
+            tile += added[..., r0:r1, :]
+        if hidden is not None:
+            np.copyto(tile, -np.inf, where=hidden[..., r0:r1, :])
+        _softmax_inplace(tile)
+        np.matmul(tile, V, out=out[..., r0:r1, :])
+    return out, weights
+
+
+#: Bytes of scores handled at once by :func:`attention`: about the size of a core's L2 cache.
+TILE_BYTES = 1 << 20
+
+
+def _tile_rows(weights: np.ndarray) -> int:
+    """Query rows per tile so that a (..., rows, S) tile of ``weights`` takes about TILE_BYTES."""
+    row_bytes = weights.itemsize * weights.shape[-1] * int(np.prod(weights.shape[:-2]))
+    return max(8, TILE_BYTES // max(row_bytes, 1))
+
+
+def _mask_parts(
+    mask: np.ndarray | None, causal: bool, scores_shape: tuple[int, ...]
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Split the masks into what is added to the scores and what is hidden (True = set to -inf).
+
+    Both come back at their own (broadcastable) shapes; nothing of shape (..., T, S) is built.
+    """
+    added = hidden = None
     if mask is not None:
         if not isinstance(mask, np.ndarray):
             raise TypeError(f"mask must be a NumPy array, got {type(mask).__name__}.")
-        check_mask_shape("mask", mask.shape, scores.shape)
+        check_mask_shape("mask", mask.shape, scores_shape)
         if mask.dtype == bool:
-            allowed = mask
+            hidden = ~mask
         elif np.issubdtype(mask.dtype, np.floating):
-            scores += mask
+            added = mask
         else:
             raise TypeError(
                 f"mask must be boolean (True = attend) or floating (added to the scores), got "
                 f"dtype {mask.dtype}."
             )
     if causal:
-        c = causal_mask(T, S)
-        allowed = c if allowed is None else (allowed & c)
-    if allowed is not None:
-        np.copyto(scores, -np.inf, where=~np.broadcast_to(allowed, scores.shape))
-
-    weights = _softmax_inplace(scores)
-    out = np.matmul(weights, V)
-    return out, weights
+        future = ~causal_mask(*scores_shape[-2:])  # (T, S): True above the diagonal
+        hidden = future if hidden is None else (hidden | future)
+    return added, hidden
 
 
 def self_attention(

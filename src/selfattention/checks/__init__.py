@@ -20,7 +20,7 @@ Checks by chapter:
   :func:`structured_penalty`.
 """
 
-from ._core import CheckError, CheckResult
+from ._core import CheckError, CheckResult, learner_facing
 from .beyond import cross_attention, linear_attention, sliding_window_mask, structured_penalty
 from .foundations import (
     attention,
@@ -79,3 +79,10 @@ __all__ = [
     "sliding_window_mask",
     "structured_penalty",
 ]
+
+# What a check raises (an unwritten exercise, raise_on_fail) shows the learner's cell, not the
+# checker's frames: every public check, whichever module defines it, goes through learner_facing.
+for _name in __all__:
+    if _name not in ("CheckError", "CheckResult"):
+        globals()[_name] = learner_facing(globals()[_name])
+del _name

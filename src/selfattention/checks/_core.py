@@ -20,6 +20,7 @@ notebook.
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import json
 import os
@@ -125,12 +126,12 @@ def _matches(got: np.ndarray | None, want: Any, rtol: float, atol: float) -> boo
                             equal_nan=False))
 
 
-def _signature_problem(fn: Any, n_args: int, signature: str) -> str | None:
+def _signature_problem(name: str, fn: Any, n_args: int, signature: str) -> str | None:
     if not callable(fn):
         return (
             f"expected a function like `def f{signature}: ...`, but got {type(fn).__name__} "
-            f"{_fmt(fn)[:60]}. Pass the function itself, without calling it: check.x(my_f), "
-            "not check.x(my_f())."
+            f"{_fmt(fn)[:60]}. Pass the function itself, without calling it: "
+            f"check.{name}(my_f), not check.{name}(my_f())."
         )
     try:
         sig = inspect.signature(fn)
@@ -193,7 +194,7 @@ def run_check(
     message. A ``NotImplementedError`` from ``fn`` (an exercise stub) is logged and re-raised with
     its hint, so that "Run all" stops at the first unwritten exercise.
     """
-    problem = _signature_problem(fn, len(cases[0].args), signature)
+    problem = _signature_problem(name, fn, len(cases[0].args), signature)
     if problem is not None:
         return _finish(name, False, "not a usable function", problem, raise_on_fail, quiet)
 
@@ -248,6 +249,28 @@ def run_check(
     return _finish(
         name, True, None, f"correct on all {len(cases)} test cases.", raise_on_fail, quiet
     )
+
+
+def learner_facing(check: Callable[..., CheckResult]) -> Callable[..., CheckResult]:
+    """Wrap a public check so that what it raises shows none of the checker's own frames.
+
+    A check raises only on purpose: ``NotImplementedError`` for an unwritten exercise and
+    :class:`CheckError` with ``raise_on_fail=True``. Re-raised here with a fresh traceback, the
+    exception carries one frame of the checker (this wrapper, whose lines say why it stopped)
+    instead of every frame down to :func:`run_check`. ``__tracebackhide__`` hides it in pytest
+    and in IPython whenever it is not the last frame (IPython always shows the last one).
+    """
+
+    @functools.wraps(check)
+    def wrapper(*args: Any, **kwargs: Any) -> CheckResult:
+        __tracebackhide__ = True  # noqa: F841 (read by IPython and pytest)
+        try:
+            return check(*args, **kwargs)
+        except (NotImplementedError, CheckError) as exc:
+            # The check stopped on purpose: the message below says why and what to do.
+            raise exc.with_traceback(None) from None
+
+    return wrapper
 
 
 def _diagnose_error(case: Case, exc: Exception, mistakes) -> tuple[str, str]:

@@ -43,6 +43,25 @@ _ROW_NEG_INF = Mistake(
 )
 
 
+def _softmax_no_keepdims(x):
+    # x.max(axis=-1) is (..., T): lined up from the right against (..., T, S) it fails, or, when
+    # T == S, subtracts row i's maximum from column i.
+    x = np.asarray(x, dtype=np.float64)
+    e = np.exp(x - x.max(axis=-1))
+    return e / e.sum(axis=-1)
+
+
+_NO_KEEPDIMS = Mistake(
+    "a missing keepdims=True",
+    "x.max(axis=-1) has one number per row, shape (..., T), and NumPy lines shapes up from the "
+    "right, so x - x.max(axis=-1) compares (..., T, S) with (..., T): it fails with a broadcast "
+    "error (or, when T == S, silently subtracts row i's maximum from column i). Keep the axis: "
+    "x.max(axis=-1, keepdims=True) has shape (..., T, 1) and is subtracted from every column; "
+    "the same for the sum.",
+    lambda x, *a: _quiet(_softmax_no_keepdims, x),
+)
+
+
 def _quiet(f, *args, **kw):
     with np.errstate(all="ignore"):
         return f(*args, **kw)
@@ -114,6 +133,10 @@ def attention_row(fn, raise_on_fail: bool = False) -> CheckResult:
         Mistake("dividing by d_k instead of sqrt(d_k)",
                 "the scores are divided by the square root of d_k (their standard deviation), "
                 "not by d_k.", lambda q, K, V: _row(q, K, V, 1.0 / len(q))),
+        Mistake("scaling by sqrt(d_model) instead of sqrt(d_k)",
+                f"each score is a dot product of d_k = len(q) numbers, so divide by sqrt(len(q)); "
+                f"d_model = {data.D_MODEL} is the width of the embeddings, before W_q and W_k.",
+                lambda q, K, V: _row(q, K, V, 1.0 / math.sqrt(data.D_MODEL))),
         Mistake("weights returned instead of the output",
                 "after the softmax, take the weighted sum of the value rows: sum_j w_j * V[j].",
                 lambda q, K, V: vz.attention(np.asarray(q, float)[None], np.asarray(K, float),
@@ -144,8 +167,17 @@ def softmax(fn, raise_on_fail: bool = False) -> CheckResult:
         Mistake("a sum over the whole array",
                 "use axis=-1 and keepdims=True in max and sum, so each row is normalised on its own.",
                 lambda x: (lambda e: e / e.sum())(np.exp(x - x.max()))),
+        _NO_KEEPDIMS,
     ]
     return run_check("softmax", fn, cases, "(x)", mistakes, raise_on_fail=raise_on_fail)
+
+
+_BY_SQRT_T = Mistake(
+    "dividing by sqrt(T), the number of queries, instead of sqrt(d_k)",
+    "the scale belongs to one dot product, which adds d_k terms: divide by "
+    "np.sqrt(Q.shape[-1]) (d_k), not by the square root of the sequence length Q.shape[-2].",
+    lambda Q, K: Q @ np.swapaxes(K, -1, -2) / np.sqrt(Q.shape[-2]),
+)
 
 
 def scores(fn, raise_on_fail: bool = False) -> CheckResult:
@@ -165,6 +197,7 @@ def scores(fn, raise_on_fail: bool = False) -> CheckResult:
         Mistake("K Q^T instead of Q K^T (transposed scores)",
                 "row i must belong to query i: scores = Q @ K.T, shape (T, S).",
                 lambda Q, K: K @ Q.T / np.sqrt(Q.shape[-1])),
+        _BY_SQRT_T,
     ]
     return run_check("scores", fn, cases, "(Q, K)", mistakes, raise_on_fail=raise_on_fail)
 
@@ -190,6 +223,11 @@ def attention(fn, raise_on_fail: bool = False) -> CheckResult:
                 "for batched arrays, swap only the last two axes: np.swapaxes(K, -1, -2) or "
                 "K.transpose(0, 1, 3, 2), not K.T.",
                 lambda Q, K, V: vz.softmax(Q @ K.T / np.sqrt(Q.shape[-1])) @ V),
+        Mistake(_BY_SQRT_T.name, _BY_SQRT_T.explanation,
+                lambda Q, K, V: vz.attention(Q, K, V, scale=1.0 / np.sqrt(Q.shape[-2]))[0]),
+        Mistake(_NO_KEEPDIMS.name, _NO_KEEPDIMS.explanation,
+                lambda Q, K, V: _quiet(_softmax_no_keepdims,
+                                       Q @ np.swapaxes(K, -1, -2) / np.sqrt(Q.shape[-1])) @ V),
     ]
     return run_check("attention", fn, cases, "(Q, K, V)", mistakes, raise_on_fail=raise_on_fail)
 

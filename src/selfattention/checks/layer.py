@@ -108,15 +108,25 @@ def _mha(x, W_q, W_k, W_v, W_o, num_heads, scale_by=None, split=mh.split_heads, 
 
 def multihead_attention(fn, raise_on_fail: bool = False) -> CheckResult:
     """Check ``fn(x, W_q, W_k, W_v, W_o, num_heads) -> (B, T, d_model)`` (no biases, Q = x @ W_q)."""
-    torch.manual_seed(1)
-    d_model, H = 12, 3
-    x = torch.randn(2, 5, d_model)
-    Ws = [torch.randn(d_model, d_model) / d_model**0.5 for _ in range(4)]
+    gen = torch.Generator().manual_seed(1)  # the global random state stays the learner's
+
+    def inputs(B, T, d_model, H):
+        x = torch.randn(B, T, d_model, generator=gen)
+        Ws = [torch.randn(d_model, d_model, generator=gen) / d_model**0.5 for _ in range(4)]
+        return (x, *Ws, H)
 
     def wrong_split(x, h):
         return x.reshape(x.shape[0], h, x.shape[1], x.shape[2] // h)
 
-    cases = [Case((x, *Ws, H), _mha(x, *Ws, H), "x (2, 5, 12), 3 heads")]
+    cases = [
+        Case(args, _mha(*args), label)
+        for args, label in (
+            (inputs(2, 5, 12, 3), "x (2, 5, 12), 3 heads"),
+            (inputs(1, 4, 8, 1), "one head: d_head = d_model = 8"),
+            (inputs(3, 6, 6, 6), "as many heads as features: d_head = 1"),
+            (inputs(1, 1, 8, 2), "a single token (T = 1)"),
+        )
+    ]
     mistakes = [
         Mistake("scaling by d_model instead of d_head",
                 "each head's scores are dot products of d_head numbers, so divide by "

@@ -87,10 +87,12 @@ def kv_step(fn, raise_on_fail: bool = False) -> CheckResult:
     q, k, v: (B, H, 1, d) for the new token; K_cache, V_cache: (B, H, S, d) for the tokens before.
     The step appends k, v to the cache and attends from q to all S + 1 keys.
     """
-    torch.manual_seed(2)
-    B, H, S, d = 1, 2, 4, 3
-    q, k, v = (torch.randn(B, H, 1, d) for _ in range(3))
-    Kc, Vc = torch.randn(B, H, S, d), torch.randn(B, H, S, d)
+    gen = torch.Generator().manual_seed(2)  # the global random state stays the learner's
+
+    def inputs(B, H, S, d, spread=1.0):
+        q, k, v = (torch.randn(B, H, 1, d, generator=gen) * spread for _ in range(3))
+        Kc, Vc = (torch.randn(B, H, S, d, generator=gen) * spread for _ in range(2))
+        return q, k, v, Kc, Vc
 
     def right(q, k, v, Kc, Vc):
         K, V = torch.cat([Kc, k], 2), torch.cat([Vc, v], 2)
@@ -99,7 +101,15 @@ def kv_step(fn, raise_on_fail: bool = False) -> CheckResult:
     def first(out):
         return out[0] if isinstance(out, (tuple, list)) else out
 
-    cases = [Case((q, k, v, Kc, Vc), right(q, k, v, Kc, Vc), "B=1, H=2, 4 cached tokens")]
+    cases = [
+        Case(args, right(*args), label)
+        for args, label in (
+            (inputs(1, 2, 4, 3), "B=1, H=2, 4 cached tokens"),
+            (inputs(2, 3, 7, 5, spread=2.0), "B=2, H=3, 7 cached tokens, sharper scores"),
+            (inputs(1, 1, 1, 4), "one cached token"),
+            (inputs(2, 1, 0, 3), "an empty cache: the first token attends to itself only"),
+        )
+    ]
     mistakes = [
         Mistake("the new key and value not appended",
                 "the new token attends to itself too: concatenate k and v to the cache along "
@@ -111,7 +121,7 @@ def kv_step(fn, raise_on_fail: bool = False) -> CheckResult:
                 "(or causal_mask(1, S + 1, align='bottom_right')).",
                 lambda q, k, v, Kc, Vc: mh.scaled_dot_product_attention(
                     q, torch.cat([Kc, k], 2), torch.cat([Vc, v], 2),
-                    attn_mask=masks.causal_mask(1, S + 1))[0]),
+                    attn_mask=masks.causal_mask(1, Kc.shape[2] + 1))[0]),
     ]
     return run_check("kv_step", fn, cases, "(q, k, v, K_cache, V_cache)", mistakes,
                      postprocess=first, rtol=1e-4, atol=1e-6, raise_on_fail=raise_on_fail)

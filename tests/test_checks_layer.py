@@ -1,7 +1,10 @@
-"""The Part II checks of chapters 4 and 5: each passes the right answer and names each classic
-mistake it knows (one test per mistake), so a learner's wrong code gets the right diagnosis."""
+"""The checks of ``selfattention.checks.layer`` (chapters 4 and 5): each passes right answers and
+names each classic mistake it knows (one wrong implementation per mistake), so a learner's wrong
+code gets the right diagnosis."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -138,6 +141,113 @@ _WRONG = [
 ]
 
 
+# ---------------------------------------------------------------------------------------------
+# More right and wrong answers, written from scratch.
+# ---------------------------------------------------------------------------------------------
+
+
+def _sinusoidal(T, d_model):
+    pe = np.zeros((T, d_model))
+    pos = np.arange(T)[:, None]
+    freq = 1.0 / 10000 ** (np.arange(0, d_model, 2) / d_model)
+    pe[:, 0::2] = np.sin(pos * freq)
+    pe[:, 1::2] = np.cos(pos * freq)
+    return pe
+
+
+def _split_heads(x, num_heads):
+    B, T, d_model = x.shape
+    return x.view(B, T, num_heads, d_model // num_heads).transpose(1, 2)
+
+
+def _mha(x, W_q, W_k, W_v, W_o, num_heads, scale_by=None, split=_split_heads):
+    q, k, v = (split(x @ W, num_heads) for W in (W_q, W_k, W_v))  # (B, H, T, d_head)
+    d = q.shape[-1] if scale_by is None else scale_by
+    w = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d), dim=-1)
+    out = (w @ v).transpose(1, 2).reshape(x.shape)  # (B, T, d_model)
+    return out @ W_o
+
+
+def _mha_params(d_model, num_heads, bias):
+    return 4 * d_model * d_model + (4 * d_model if bias else 0)
+
+
+def _sinusoidal_swapped(T, d_model):
+    pe = _sinusoidal(T, d_model)
+    pe[:, 0::2], pe[:, 1::2] = pe[:, 1::2].copy(), pe[:, 0::2].copy()
+    return pe
+
+
+def _sinusoidal_unpaired(T, d_model):
+    pe = np.zeros((T, d_model))
+    for pos in range(T):
+        for i in range(d_model):
+            angle = pos / 10000 ** (i / d_model)  # i, where 2i (shared by the pair) belongs
+            pe[pos, i] = math.sin(angle) if i % 2 == 0 else math.cos(angle)
+    return pe
+
+
+def _split_plain_view(x, num_heads):
+    B, T, d_model = x.shape
+    return x.view(B, num_heads, T, d_model // num_heads)
+
+
+def _split_dhead_first(x, num_heads):
+    B, T, d_model = x.shape
+    return x.view(B, T, d_model // num_heads, num_heads).permute(0, 3, 1, 2)
+
+
+def _split_no_transpose(x, num_heads):
+    B, T, d_model = x.shape
+    return x.view(B, T, num_heads, d_model // num_heads)
+
+
+def _mha_transposed(x, W_q, W_k, W_v, W_o, num_heads):
+    return _mha(x, W_q.T, W_k.T, W_v.T, W_o.T, num_heads)
+
+
+CORRECT_FROM_SCRATCH = {
+    "projections": lambda X, W_q, W_k, W_v: (X @ W_q, X @ W_k, X @ W_v),
+    "sinusoidal": _sinusoidal,
+    "split_heads": _split_heads,
+    "multihead_attention": _mha,
+    "shuffled_weights": lambda A, perm: np.asarray(A)[perm][:, perm],
+    "merge_heads": lambda x: x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1),
+    "mha_parameter_count": _mha_params,
+}
+MISTAKES_FROM_SCRATCH = [
+    ("projections", "a transposed projection", lambda X, W_q, W_k, W_v: (X @ W_q.T, X @ W_k.T, X @ W_v.T)),
+    ("projections", "W_k and W_q swapped", lambda X, W_q, W_k, W_v: (X @ W_k, X @ W_q, X @ W_v)),
+    ("sinusoidal", "sin and cos swapped", _sinusoidal_swapped),
+    ("sinusoidal", "an exponent of i/d_model instead of 2i/d_model", _sinusoidal_unpaired),
+    ("split_heads", "heads split in the wrong order (a plain view)", _split_plain_view),
+    ("split_heads", "features split as (d_head, H) instead of (H, d_head)", _split_dhead_first),
+    ("split_heads", "a missing transpose", _split_no_transpose),
+    ("multihead_attention", "scaling by d_model instead of d_head",
+     lambda x, a, b, c, o, h: _mha(x, a, b, c, o, h, scale_by=x.shape[-1])),
+    ("multihead_attention", "heads split in the wrong order (a plain view)",
+     lambda x, a, b, c, o, h: _mha(x, a, b, c, o, h, split=_split_plain_view)),
+    ("multihead_attention", "a transposed projection", _mha_transposed),
+    ("shuffled_weights", "only the rows permuted", lambda A, p: np.asarray(A)[p]),
+    ("shuffled_weights", "only the columns permuted", lambda A, p: np.asarray(A)[:, p]),
+    ("shuffled_weights", "the inverse permutation",
+     lambda A, p: np.asarray(A)[np.argsort(p)][:, np.argsort(p)]),
+    ("shuffled_weights", "unchanged weights", lambda A, p: np.asarray(A).copy()),
+    ("merge_heads", "a plain reshape without the transpose",
+     lambda x: x.reshape(x.shape[0], x.shape[2], -1)),
+    ("merge_heads", "features merged as (d_head, H) instead of (H, d_head)",
+     lambda x: x.permute(0, 2, 3, 1).reshape(x.shape[0], x.shape[2], -1)),
+    ("mha_parameter_count", "the output projection forgotten",
+     lambda d, h, b: 3 * d * d + (3 * d if b else 0)),
+    ("mha_parameter_count", "biases forgotten", lambda d, h, b: 4 * d * d),
+    ("mha_parameter_count", "biases counted although bias=False", lambda d, h, b: 4 * d * d + 4 * d),
+    ("mha_parameter_count", "one full d_model x d_model projection per head",
+     lambda d, h, b: h * (3 * d * d + (3 * d if b else 0)) + d * d + (d if b else 0)),
+    ("mha_parameter_count", "one d_head x d_head projection per head",
+     lambda d, h, b: h * 3 * ((d // h) ** 2 + ((d // h) if b else 0)) + d * d + (d if b else 0)),
+]
+
+
 def test_raise_on_fail_raises():
     with pytest.raises(check.CheckError, match="biases forgotten"):
         check.mha_parameter_count(lambda d, h, b: 4 * d * d, raise_on_fail=True)
@@ -171,5 +281,6 @@ def test_new_checks_leave_the_global_random_state_alone():
 
 
 # Registries: tests/test_checks.py runs every right answer and names every mistake, once.
+CORRECT = CORRECT_FROM_SCRATCH
 MORE_CORRECT = [(chk.__name__, fn) for chk, fn in GOOD]
-MISTAKES = [(chk.__name__, mistake, wrong) for chk, wrong, mistake in _WRONG]
+MISTAKES = [(chk.__name__, mistake, wrong) for chk, wrong, mistake in _WRONG] + MISTAKES_FROM_SCRATCH
