@@ -88,13 +88,11 @@ def attention(
     K = require_array("K", K)
     V = require_array("V", V)
     check_qkv_shapes(Q.shape, K.shape, V.shape)
-    T, d_k = Q.shape[-2:]
-    S = K.shape[-2]
+    d_k = Q.shape[-1]
     if scale is None:
         scale = 1.0 / np.sqrt(d_k)
     dtype = np.result_type(Q.dtype, K.dtype, V.dtype)
 
-    lead = np.broadcast_shapes(Q.shape[:-2], K.shape[:-2], V.shape[:-2])
     # Scale Q (T x d_k numbers) rather than the scores (T x S numbers): same result, less work.
     Qs = np.multiply(Q, dtype.type(scale), dtype=dtype)
     # K^T as its own contiguous array, not the view np.swapaxes(K, -1, -2): BLAS reads a view
@@ -103,39 +101,15 @@ def attention(
     Kt = np.ascontiguousarray(np.swapaxes(K, -1, -2), dtype=dtype)  # (..., d_k, S)
     V = V.astype(dtype, copy=False)
 
-    weights = np.empty(lead + (T, S), dtype=dtype)  # (..., T, S)
-    out = np.empty(lead + (T, V.shape[-1]), dtype=dtype)  # (..., T, d_v)
+    weights = np.matmul(Qs, Kt)  # (..., T, S): softmax'd in place below, no other T x S array
     added, hidden = _mask_parts(mask, causal, weights.shape)
     if added is not None:
-        added = np.broadcast_to(added, weights.shape)
+        weights += added
     if hidden is not None:
-        hidden = np.broadcast_to(hidden, weights.shape)
-
-    # A few query rows at a time: their (..., rows, S) tile of scores stays in the cache while the
-    # softmax passes over it (max, subtract, exp, sum, divide) and while it multiplies V, instead
-    # of each pass streaming the whole (..., T, S) array through memory again.
-    rows = _tile_rows(weights)
-    for r0 in range(0, T, rows):
-        r1 = min(r0 + rows, T)
-        tile = weights[..., r0:r1, :]  # (..., rows, S), a view into weights
-        np.matmul(Qs[..., r0:r1, :], Kt, out=tile)
-        if added is not None:
-            tile += added[..., r0:r1, :]
-        if hidden is not None:
-            np.copyto(tile, -np.inf, where=hidden[..., r0:r1, :])
-        _softmax_inplace(tile)
-        np.matmul(tile, V, out=out[..., r0:r1, :])
+        np.copyto(weights, -np.inf, where=hidden)
+    _softmax_inplace(weights)
+    out = np.matmul(weights, V)  # (..., T, d_v)
     return out, weights
-
-
-#: Bytes of scores handled at once by :func:`attention`: about the size of a core's L2 cache.
-TILE_BYTES = 1 << 20
-
-
-def _tile_rows(weights: np.ndarray) -> int:
-    """Query rows per tile so that a (..., rows, S) tile of ``weights`` takes about TILE_BYTES."""
-    row_bytes = weights.itemsize * weights.shape[-1] * int(np.prod(weights.shape[:-2]))
-    return max(8, TILE_BYTES // max(row_bytes, 1))
 
 
 def _mask_parts(
