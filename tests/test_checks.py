@@ -33,7 +33,7 @@ from test_checks_foundations import _np_softmax as _softmax
 from selfattention import checks as check
 from selfattention.checks import CheckError, _core
 
-CHECK_NAMES = sorted(n for n in check.__all__ if n not in ("CheckError", "CheckResult"))
+CHECK_NAMES = sorted(n for n in check.__all__ if n[0].islower())  # the checks themselves
 
 
 def _registries() -> tuple[list, list]:
@@ -289,3 +289,8 @@ def test_ipython_shows_the_caller_and_one_checker_frame(capsys):
         text = ultratb.AutoFormattedTB(mode="Context").text(type(exc), exc, exc.__traceback__)
     assert "foundations.py" not in text and text.count("_core.py") == 1, text
     assert "Hint: write me" in text
+
+
+def test_check_call_re_finds_the_check_calls():
+    source = "check.softmax(my_softmax)\nx = check.kv_step (f)\nmycheck.dot(f)\ncheck.softmax"
+    assert check.CHECK_CALL_RE.findall(source) == ["softmax", "kv_step"]

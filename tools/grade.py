@@ -39,7 +39,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-CHECK_CALL_RE = re.compile(r"\bcheck\.([A-Za-z_]\w*)\s*\(")
+from selfattention.checks import CHECK_CALL_RE
+
 LOG_VAR = "SELFATTENTION_CHECKS_LOG"
 
 

@@ -24,12 +24,17 @@ import functools
 import inspect
 import json
 import os
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+#: A call of a check in a notebook cell, ``check.softmax(my_softmax)``; group 1 is the check's
+#: name. The student-version and grading tools find the exercises' checks with it.
+CHECK_CALL_RE = re.compile(r"\bcheck\.([A-Za-z_]\w*)\s*\(")
 
 
 @dataclass

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..train import IGNORE
 from ._core import Case, CheckResult, Mistake, run_check
 
 #: The id the loss ignores (``nn.functional.cross_entropy``'s default ``ignore_index``).
-IGNORE = -100
 
 
 def _seqs() -> list[torch.Tensor]:
