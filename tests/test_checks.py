@@ -262,11 +262,14 @@ def _stub(*args):
     raise NotImplementedError("write me")
 
 
-@pytest.mark.parametrize("call", [
-    lambda: check.softmax(_stub),
-    lambda: check.kv_step(_stub),
-    lambda: check.softmax(_softmax_axis0, raise_on_fail=True),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: check.softmax(_stub),
+        lambda: check.kv_step(_stub),
+        lambda: check.softmax(_softmax_axis0, raise_on_fail=True),
+    ],
+)
 def test_what_a_check_raises_shows_one_hidden_checker_frame(call, capsys):
     """The traceback holds the caller's frame and one frame of the checker, marked
     ``__tracebackhide__``; the frames down to run_check (about 25 lines in IPython) are gone."""
@@ -278,7 +281,8 @@ def test_what_a_check_raises_shows_one_hidden_checker_frame(call, capsys):
         tb = tb.tb_next
     inside = [f for f in frames if "selfattention" in f.f_code.co_filename]
     assert len(inside) == 1 and inside[0].f_locals.get("__tracebackhide__"), [
-        f"{f.f_code.co_filename}:{f.f_code.co_name}" for f in inside]
+        f"{f.f_code.co_filename}:{f.f_code.co_name}" for f in inside
+    ]
 
 
 def test_ipython_shows_the_caller_and_one_checker_frame(capsys):

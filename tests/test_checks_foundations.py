@@ -80,19 +80,33 @@ def _softmax(xs):
 MISTAKES = [
     # scores_one_query
     ("scores_one_query", "missing 1/sqrt(d_k) scaling", _dots),
-    ("scores_one_query", "dividing by d_k instead of sqrt(d_k)",
-     lambda q, K: [s / len(q) for s in _dots(q, K)]),
-    ("scores_one_query", "dividing by sqrt(S), the number of keys, instead of sqrt(d_k)",
-     lambda q, K: [s / math.sqrt(len(K)) for s in _dots(q, K)]),
-    ("scores_one_query", "weights returned instead of the scores",
-     lambda q, K: _softmax(scores_loops(q, K))),
+    (
+        "scores_one_query",
+        "dividing by d_k instead of sqrt(d_k)",
+        lambda q, K: [s / len(q) for s in _dots(q, K)],
+    ),
+    (
+        "scores_one_query",
+        "dividing by sqrt(S), the number of keys, instead of sqrt(d_k)",
+        lambda q, K: [s / math.sqrt(len(K)) for s in _dots(q, K)],
+    ),
+    ("scores_one_query", "weights returned instead of the scores", lambda q, K: _softmax(scores_loops(q, K))),
     # weighted_sum
-    ("weighted_sum", "a plain average of the values (weights ignored)",
-     lambda w, V: [sum(col) / len(V) for col in zip(*V)]),
-    ("weighted_sum", "the weighted rows not added up",
-     lambda w, V: [[w_j * x for x in v] for w_j, v in zip(w, V)]),
-    ("weighted_sum", "the value with the largest weight only (hard attention)",
-     lambda w, V: V[w.index(max(w))]),
+    (
+        "weighted_sum",
+        "a plain average of the values (weights ignored)",
+        lambda w, V: [sum(col) / len(V) for col in zip(*V)],
+    ),
+    (
+        "weighted_sum",
+        "the weighted rows not added up",
+        lambda w, V: [[w_j * x for x in v] for w_j, v in zip(w, V)],
+    ),
+    (
+        "weighted_sum",
+        "the value with the largest weight only (hard attention)",
+        lambda w, V: V[w.index(max(w))],
+    ),
 ]
 
 
@@ -204,45 +218,56 @@ def _softmax_no_keepdims(x):
     return e / e.sum(axis=-1)
 
 
-CORRECT.update({
-    "dot": lambda a, b: sum(x * y for x, y in zip(a, b)),
-    "softmax_list": _softmax_list,
-    "attention_row": _attention_row,
-    "softmax": _np_softmax,
-    "scores": _scores,
-    "attention": _attention,
-})
+CORRECT.update(
+    {
+        "dot": lambda a, b: sum(x * y for x, y in zip(a, b)),
+        "softmax_list": _softmax_list,
+        "attention_row": _attention_row,
+        "softmax": _np_softmax,
+        "scores": _scores,
+        "attention": _attention,
+    }
+)
 MISTAKES += [
     ("dot", "an elementwise product that was not summed", lambda a, b: [x * y for x, y in zip(a, b)]),
-    ("dot", "a sum of the entries instead of their products",
-     lambda a, b: sum(x + y for x, y in zip(a, b))),
+    ("dot", "a sum of the entries instead of their products", lambda a, b: sum(x + y for x, y in zip(a, b))),
     ("softmax_list", "no max subtraction (overflow)", _naive_softmax_list),
     ("softmax_list", "no max subtraction (overflow)", _naive_softmax_list_numpy),
     ("softmax_list", "a whole row of -inf giving NaN", _softmax_list_no_masked_row),
     ("softmax_list", "exponentials that were not normalised", _softmax_list_unnormalised),
     ("attention_row", "missing 1/sqrt(d_k) scaling", _row_with(lambda d: 1.0)),
     ("attention_row", "dividing by d_k instead of sqrt(d_k)", _row_with(lambda d: 1.0 / d)),
-    ("attention_row", "weights returned instead of the output",
-     _row_with(lambda d: 1.0 / math.sqrt(d), return_weights=True)),
+    (
+        "attention_row",
+        "weights returned instead of the output",
+        _row_with(lambda d: 1.0 / math.sqrt(d), return_weights=True),
+    ),
     ("softmax", "no max subtraction (overflow)", _softmax_no_max),
     ("softmax", "a whole row of -inf giving NaN", _softmax_no_masked_row),
     ("softmax", "softmax over the wrong axis", _softmax_axis0),
     ("softmax", "a sum over the whole array", _softmax_global),
     ("scores", "missing 1/sqrt(d_k) scaling", lambda Q, K: Q @ K.T),
     ("scores", "dividing by d_k instead of sqrt(d_k)", lambda Q, K: Q @ K.T / Q.shape[-1]),
-    ("scores", "K Q^T instead of Q K^T (transposed scores)",
-     lambda Q, K: K @ Q.T / np.sqrt(Q.shape[-1])),
+    ("scores", "K Q^T instead of Q K^T (transposed scores)", lambda Q, K: K @ Q.T / np.sqrt(Q.shape[-1])),
     ("attention", "softmax over the wrong axis", _attention_columns),
-    ("attention", "missing 1/sqrt(d_k) scaling",
-     lambda Q, K, V: _np_softmax(Q @ np.swapaxes(K, -1, -2)) @ V),
+    ("attention", "missing 1/sqrt(d_k) scaling", lambda Q, K, V: _np_softmax(Q @ np.swapaxes(K, -1, -2)) @ V),
     ("attention", "K.T on a batch (transposes the batch axes too)", _attention_batch_T),
-    ("attention_row", "scaling by sqrt(d_model) instead of sqrt(d_k)",
-     _row_with(lambda d: 1.0 / math.sqrt(D_MODEL))),
+    (
+        "attention_row",
+        "scaling by sqrt(d_model) instead of sqrt(d_k)",
+        _row_with(lambda d: 1.0 / math.sqrt(D_MODEL)),
+    ),
     ("softmax", "a missing keepdims=True", _softmax_no_keepdims),
-    ("scores", "dividing by sqrt(T), the number of queries, instead of sqrt(d_k)",
-     lambda Q, K: Q @ K.T / np.sqrt(Q.shape[0])),
-    ("attention", "dividing by sqrt(T), the number of queries, instead of sqrt(d_k)",
-     lambda Q, K, V: _np_softmax(Q @ np.swapaxes(K, -1, -2) / np.sqrt(Q.shape[-2])) @ V),
+    (
+        "scores",
+        "dividing by sqrt(T), the number of queries, instead of sqrt(d_k)",
+        lambda Q, K: Q @ K.T / np.sqrt(Q.shape[0]),
+    ),
+    (
+        "attention",
+        "dividing by sqrt(T), the number of queries, instead of sqrt(d_k)",
+        lambda Q, K, V: _np_softmax(Q @ np.swapaxes(K, -1, -2) / np.sqrt(Q.shape[-2])) @ V,
+    ),
     ("attention", "a missing keepdims=True", lambda Q, K, V: _softmax_no_keepdims(_scores(Q, K)) @ V),
 ]
 

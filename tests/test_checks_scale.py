@@ -33,15 +33,27 @@ CORRECT = {
     "online_softmax_update": _online_update,
 }
 MISTAKES = [
-    ("attention_flops", "half the FLOPs (multiply-adds counted once, or one matmul forgotten)",
-     lambda B, H, T, S, d, c: _flops(B, H, T, S, d, c) // 2),
-    ("attention_flops", "the causal mask not halving the work",
-     lambda B, H, T, S, d, c: 4 * B * H * T * S * d),
+    (
+        "attention_flops",
+        "half the FLOPs (multiply-adds counted once, or one matmul forgotten)",
+        lambda B, H, T, S, d, c: _flops(B, H, T, S, d, c) // 2,
+    ),
+    (
+        "attention_flops",
+        "the causal mask not halving the work",
+        lambda B, H, T, S, d, c: 4 * B * H * T * S * d,
+    ),
     ("attention_flops", "batch or heads forgotten", lambda B, H, T, S, d, c: _flops(1, 1, T, S, d, c)),
-    ("online_softmax_update", "the old sums not rescaled",
-     lambda m, l, a, s, v: _online_update(m, l, a, s, v, rescale=False)),
-    ("online_softmax_update", "the running maximum replaced by the block's maximum",
-     _online_update_block_max),
+    (
+        "online_softmax_update",
+        "the old sums not rescaled",
+        lambda m, l, a, s, v: _online_update(m, l, a, s, v, rescale=False),
+    ),
+    (
+        "online_softmax_update",
+        "the running maximum replaced by the block's maximum",
+        _online_update_block_max,
+    ),
 ]
 
 
@@ -51,8 +63,9 @@ def test_online_update_tries_a_block_that_keeps_the_maximum(capsys):
     m0 = np.array([0.0, 1.0])
     l0, acc0, v = np.ones(2), np.ones((2, 1)), np.ones((3, 1))
     s_up = np.array([[2.0, 3.0, 1.0], [4.0, 2.0, 0.0]])
-    for got, want in zip(_online_update_block_max(m0, l0, acc0, s_up, v),
-                         CORRECT["online_softmax_update"](m0, l0, acc0, s_up, v)):
+    for got, want in zip(
+        _online_update_block_max(m0, l0, acc0, s_up, v),
+        CORRECT["online_softmax_update"](m0, l0, acc0, s_up, v),
+    ):
         np.testing.assert_allclose(got, want)
     assert not check.online_softmax_update(_online_update_block_max).passed
-

@@ -23,8 +23,9 @@ from selfattention import vectorized
 @PROPERTY
 @given(case=case_strategy())
 def test_vectorized_equals_torch_sdpa(case: Case):
-    out, w = vectorized.attention(case.Q, case.K, case.V, mask=case.mask, causal=case.causal,
-                                  scale=case.scale)
+    out, w = vectorized.attention(
+        case.Q, case.K, case.V, mask=case.mask, causal=case.causal, scale=case.scale
+    )
     assert out.dtype == case.dtype and w.dtype == case.dtype
     assert out.shape == case.lead + (case.T, case.d_v)
     assert w.shape == case.lead + (case.T, case.S)
@@ -114,10 +115,26 @@ def _broadcast_cases():
         yield dtype, Q, K, V, {}, {}
         yield dtype, Q, K, V, {"causal": True}, {"is_causal": True}
         yield dtype, Q, K, V, {"mask": bool_mask}, {"attn_mask": torch.from_numpy(bool_mask)}
-        yield dtype, Q, K, V, {"mask": float_mask}, {"attn_mask": torch.from_numpy(float_mask).to(
-            torch.float32 if dtype == np.float32 else torch.float64)}
-        yield dtype, Q, K, V, {"mask": bool_mask, "causal": True}, {
-            "attn_mask": torch.from_numpy(bool_mask & np.tri(37, 23, dtype=bool))}
+        yield (
+            dtype,
+            Q,
+            K,
+            V,
+            {"mask": float_mask},
+            {
+                "attn_mask": torch.from_numpy(float_mask).to(
+                    torch.float32 if dtype == np.float32 else torch.float64
+                )
+            },
+        )
+        yield (
+            dtype,
+            Q,
+            K,
+            V,
+            {"mask": bool_mask, "causal": True},
+            {"attn_mask": torch.from_numpy(bool_mask & np.tri(37, 23, dtype=bool))},
+        )
 
 
 @pytest.mark.parametrize("case", list(_broadcast_cases()), ids=lambda c: f"{c[0].__name__}-{sorted(c[4])}")
@@ -126,8 +143,7 @@ def test_broadcast_batches_and_masks_equal_torch(case):
     broadcastable shapes, with and without causal: equal to torch's SDPA on the broadcast inputs."""
     dtype, Q, K, V, kw, torch_kw = case
     out, w = vectorized.attention(Q, K, V, **kw)
-    q, k, v = (torch.from_numpy(np.array(np.broadcast_to(a, (2, 3) + a.shape[-2:])))
-               for a in (Q, K, V))
+    q, k, v = (torch.from_numpy(np.array(np.broadcast_to(a, (2, 3) + a.shape[-2:]))) for a in (Q, K, V))
     ref = torch_sdpa(q, k, v, **torch_kw)
     assert out.shape == (2, 3, 37, 4) and w.shape == (2, 3, 37, 23)
     assert out.dtype == dtype and w.dtype == dtype
@@ -152,3 +168,20 @@ def test_the_inputs_are_left_untouched():
     vectorized.attention(Q, K, V, causal=True)
     for a, c in zip((Q, K, V), copies):
         np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("block_bytes", [1, 200, 1 << 40])
+def test_softmax_blocks_of_rows_change_nothing(block_bytes, monkeypatch):
+    """The softmax runs on blocks of rows (the last one partial for 200 bytes = 5 rows of 10 float32);
+    the result equals SDPA and, to the bit, the whole-array softmax."""
+    rng = np.random.default_rng(5)
+    Q, K, V = rand_qkv(rng, (2, 3), 13, 10, 4, 3, np.float32)
+    mask = rng.random((2, 1, 13, 10)) < 0.8
+    mask[1, 0, 4] = False  # a fully masked row
+    whole_out, whole_w = vectorized.attention(Q, K, V, mask=mask)
+    monkeypatch.setattr(vectorized, "SOFTMAX_BLOCK_BYTES", block_bytes)
+    out, w = vectorized.attention(Q, K, V, mask=mask)
+    np.testing.assert_array_equal(out, whole_out)
+    np.testing.assert_array_equal(w, whole_w)
+    ref = torch_sdpa(*(torch.from_numpy(a) for a in (Q, K, V)), attn_mask=torch.from_numpy(mask))
+    assert_close(out, ref, np.float32)

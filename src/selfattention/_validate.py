@@ -170,8 +170,7 @@ def require_nonempty(name: str, shape: Sequence[int], axis: int, what: str) -> N
     """Raise ValueError when the sequence axis is empty (attention over nothing is undefined)."""
     if shape[axis] == 0:
         raise ValueError(
-            f"{name} has an empty {what} (shape {shape_str(shape)}): attention needs at least "
-            "one token."
+            f"{name} has an empty {what} (shape {shape_str(shape)}): attention needs at least one token."
         )
 
 
@@ -232,9 +231,7 @@ def require_padding_mask(mask: Any, shape: Sequence[int], expected: str) -> None
 
     require_tensor("padding_mask", mask, floating=False)
     if mask.dtype != torch.bool:
-        raise TypeError(
-            f"padding_mask must have dtype torch.bool (True = real token), got {mask.dtype}."
-        )
+        raise TypeError(f"padding_mask must have dtype torch.bool (True = real token), got {mask.dtype}.")
     if tuple(mask.shape) != tuple(shape):
         raise ValueError(
             f"padding_mask must have shape {expected} = {shape_str(shape)}, got shape "

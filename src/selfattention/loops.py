@@ -19,9 +19,7 @@ Matrix = list[list[float]]
 def _shape(name: str, rows: object, width_name: str) -> tuple[int, int]:
     """Check ``rows`` is a non-empty list of equal-length lists of numbers; return (n, width)."""
     if not isinstance(rows, Sequence) or isinstance(rows, str):
-        raise TypeError(
-            f"{name} must be a list of rows (lists of floats), got {type(rows).__name__}."
-        )
+        raise TypeError(f"{name} must be a list of rows (lists of floats), got {type(rows).__name__}.")
     if len(rows) == 0:
         raise ValueError(f"{name} is empty (0 rows): attention needs at least one token.")
     widths = set()
@@ -34,9 +32,7 @@ def _shape(name: str, rows: object, width_name: str) -> tuple[int, int]:
         widths.add(len(row))
         for c, x in enumerate(row):
             if isinstance(x, bool) or not isinstance(x, numbers.Real):
-                raise TypeError(
-                    f"{name}[{i}][{c}] must be a number, got {type(x).__name__} {x!r}."
-                )
+                raise TypeError(f"{name}[{i}][{c}] must be a number, got {type(x).__name__} {x!r}.")
             if not math.isfinite(x):
                 # NaN would poison every weight of its row; the loops level refuses it up front.
                 raise ValueError(
@@ -119,8 +115,7 @@ def attention(
     S2, d_v = _shape("V", V, "d_v")
     if d_k != d_k2:
         raise ValueError(
-            f"Q and K must have the same width d_k: Q has shape ({T}, {d_k}) but K has shape "
-            f"({S}, {d_k2})."
+            f"Q and K must have the same width d_k: Q has shape ({T}, {d_k}) but K has shape ({S}, {d_k2})."
         )
     if S != S2:
         raise ValueError(

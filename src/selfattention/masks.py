@@ -68,9 +68,7 @@ def padding_mask(
             f"{tuple(lengths_t.shape)}."
         )
     if lengths_t.numel() and (lengths_t.min() < 0 or lengths_t.max() > T):
-        raise ValueError(
-            f"every length must lie in [0, T] = [0, {T}], got lengths {lengths_t.tolist()}."
-        )
+        raise ValueError(f"every length must lie in [0, T] = [0, {T}], got lengths {lengths_t.tolist()}.")
     positions = torch.arange(T, device=lengths_t.device)
     return positions[None, :] < lengths_t[:, None]
 
@@ -108,15 +106,12 @@ def _lengths_tensor(lengths: object, device: torch.device | str | None) -> torch
         )
     if kind == "other":
         raise TypeError(
-            f"lengths must hold integers (one per sentence), got {lengths!r} of dtype "
-            f"{values.dtype}."
+            f"lengths must hold integers (one per sentence), got {lengths!r} of dtype {values.dtype}."
         )
     return torch.as_tensor(values, device=device)
 
 
-def sliding_window_mask(
-    T: int, window: int, device: torch.device | str | None = None
-) -> torch.Tensor:
+def sliding_window_mask(T: int, window: int, device: torch.device | str | None = None) -> torch.Tensor:
     """Causal local mask (T, T), True = attend: query i sees keys i - window + 1 .. i.
 
     Raises:
