@@ -1,369 +1,49 @@
 """Tests of the exercise checks (``selfattention.checks``).
 
-For every check:
+Each check module ``selfattention/checks/<module>.py`` has its right and wrong answers in
+``tests/test_checks_<module>.py``: ``CORRECT = {name: fn}``, optionally ``MORE_CORRECT = [(name,
+fn)]``, and ``MISTAKES = [(name, mistake, wrong_fn)]``, one deliberately wrong implementation per
+mistake, written the way a learner would write it (not by calling the check's own model of the
+mistake). This file runs them all:
 
-* a correct implementation passes (``CORRECT``);
-* every classic mistake the check knows is caught and named: ``MISTAKES`` holds one deliberately
-  wrong implementation per mistake, written the way a learner would write it (not by calling the
-  check's own model of the mistake), and the test asserts ``result.mistake`` and that the message
+* every correct implementation passes;
+* every wrong one is caught and named: the test asserts ``result.mistake`` and that the message
   shows the input, the expected and the obtained values;
 * ``test_every_mistake_has_a_test`` reads the mistakes each check declares and fails if one has no
-  entry in ``MISTAKES`` (here, or in the registries of the same form of another
-  ``tests/test_checks_*.py``), so a new check or a new mistake cannot land untested.
+  entry in any ``MISTAKES``, so a new check or a new mistake cannot land untested.
 
 Then the machinery (``_core``): a non-callable, a wrong signature, an exception inside the
-learner's function, a stub raising ``NotImplementedError``, the JSON log, ``raise_on_fail``.
-
-Adding a check: add its correct implementation to ``CORRECT`` and one ``MISTAKES`` row per mistake.
+learner's function, a stub raising ``NotImplementedError`` (and the frames its traceback shows),
+the JSON log, ``raise_on_fail``.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from test_checks_foundations import CORRECT as FOUNDATIONS
+from test_checks_foundations import _attention, _scores, _softmax_axis0, _softmax_no_max
+from test_checks_foundations import _np_softmax as _softmax
 
 from selfattention import checks as check
 from selfattention.checks import CheckError, _core
 
-# ---------------------------------------------------------------------------------------------
-# Correct implementations, written from scratch (not by calling the library).
-# ---------------------------------------------------------------------------------------------
-
-
-def _softmax_list(scores):
-    m = max(scores)
-    if m == -math.inf:  # every score masked
-        return [0.0] * len(scores)
-    e = [math.exp(s - m) for s in scores]
-    total = sum(e)
-    return [x / total for x in e]
-
-
-def _attention_row(q, K, V):
-    d_k = len(q)
-    scores = [sum(a * b for a, b in zip(q, k)) / math.sqrt(d_k) for k in K]
-    w = _softmax_list(scores)
-    return [sum(w[j] * V[j][c] for j in range(len(V))) for c in range(len(V[0]))]
-
-
-def _softmax(x, axis=-1):
-    x = np.asarray(x, dtype=float)
-    m = x.max(axis=axis, keepdims=True)
-    m = np.where(np.isneginf(m), 0.0, m)  # a fully masked row: exp(-inf) = 0 everywhere
-    e = np.exp(x - m)
-    s = e.sum(axis=axis, keepdims=True)
-    return np.divide(e, s, out=np.zeros_like(e), where=s > 0)
-
-
-def _scores(Q, K):
-    return Q @ np.swapaxes(K, -1, -2) / np.sqrt(Q.shape[-1])
-
-
-def _attention(Q, K, V):
-    return _softmax(_scores(Q, K)) @ V
-
-
-def _sinusoidal(T, d_model):
-    pe = np.zeros((T, d_model))
-    pos = np.arange(T)[:, None]
-    freq = 1.0 / 10000 ** (np.arange(0, d_model, 2) / d_model)
-    pe[:, 0::2] = np.sin(pos * freq)
-    pe[:, 1::2] = np.cos(pos * freq)
-    return pe
-
-
-def _split_heads(x, num_heads):
-    B, T, d_model = x.shape
-    return x.view(B, T, num_heads, d_model // num_heads).transpose(1, 2)
-
-
-def _mha(x, W_q, W_k, W_v, W_o, num_heads, scale_by=None, split=_split_heads):
-    q, k, v = (split(x @ W, num_heads) for W in (W_q, W_k, W_v))  # (B, H, T, d_head)
-    d = q.shape[-1] if scale_by is None else scale_by
-    w = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d), dim=-1)
-    out = (w @ v).transpose(1, 2).reshape(x.shape)  # (B, T, d_model)
-    return out @ W_o
-
-
-def _masked_softmax(scores, mask):
-    return _softmax(np.where(mask, scores, -np.inf))
-
-
-def _kv_step(q, k, v, K_cache, V_cache):
-    K = torch.cat([K_cache, k], dim=2)  # (B, H, S + 1, d)
-    V = torch.cat([V_cache, v], dim=2)
-    w = torch.softmax(q @ K.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
-    return w @ V, K, V
-
-
-def _flops(B, H, T, S, d, causal):
-    f = 2 * 2 * B * H * T * S * d  # two matmuls, a multiply-add is two FLOPs
-    return f // 2 if causal else f
-
-
-def _online_update(m, l, acc, s, v, rescale=True):
-    m_new = np.maximum(m, s.max(axis=-1))
-    corr = np.exp(m - m_new) if rescale else np.ones_like(m)
-    p = np.exp(s - m_new[:, None])
-    return m_new, l * corr + p.sum(axis=-1), acc * corr[:, None] + p @ v
-
-
-def _mha_params(d_model, num_heads, bias):
-    return 4 * d_model * d_model + (4 * d_model if bias else 0)
-
-
-CORRECT = {
-    "dot": lambda a, b: sum(x * y for x, y in zip(a, b)),
-    "softmax_list": _softmax_list,
-    "attention_row": _attention_row,
-    "softmax": _softmax,
-    "scores": _scores,
-    "attention": _attention,
-    "projections": lambda X, W_q, W_k, W_v: (X @ W_q, X @ W_k, X @ W_v),
-    "sinusoidal": _sinusoidal,
-    "split_heads": _split_heads,
-    "multihead_attention": _mha,
-    "causal_mask": lambda T: torch.ones(T, T, dtype=torch.bool).tril(),
-    "masked_softmax": _masked_softmax,
-    "kv_step": _kv_step,
-    "attention_flops": _flops,
-    "online_softmax_update": _online_update,
-    # Checks added by the chapter authors after the first fifteen.
-    "shuffled_weights": lambda A, perm: np.asarray(A)[perm][:, perm],
-    "merge_heads": lambda x: x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1),
-    "mha_parameter_count": _mha_params,
-}
-
-# ---------------------------------------------------------------------------------------------
-# Wrong implementations: (check, the mistake it must name, the wrong function).
-# ---------------------------------------------------------------------------------------------
-
-
-def _naive_softmax_list(scores):  # no max subtraction, pure Python: math.exp(1000) overflows
-    e = [math.exp(s) for s in scores]
-    return [x / sum(e) for x in e]
-
-
-def _naive_softmax_list_numpy(scores):  # no max subtraction with NumPy: inf / inf = NaN
-    e = np.exp(np.asarray(scores, dtype=float))
-    return list(e / e.sum())
-
-
-def _softmax_list_no_masked_row(scores):  # max subtracted, fully masked rows not handled
-    m = max(scores)
-    e = [math.exp(s - m) if s - m == s - m else math.nan for s in scores]
-    total = sum(e)
-    return [x / total for x in e]
-
-
-def _softmax_list_unnormalised(scores):
-    m = max(scores)
-    return [math.exp(s - m) for s in scores]
-
-
-def _row_with(scale, return_weights=False):
-    def row(q, K, V):
-        scores = [sum(a * b for a, b in zip(q, k)) * scale(len(q)) for k in K]
-        w = _softmax_list(scores)
-        if return_weights:
-            return w
-        return [sum(w[j] * V[j][c] for j in range(len(V))) for c in range(len(V[0]))]
-
-    return row
-
-
-def _softmax_no_max(x):
-    e = np.exp(x)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def _softmax_no_masked_row(x):
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def _softmax_axis0(x):
-    e = np.exp(x - x.max(axis=0, keepdims=True))
-    return e / e.sum(axis=0, keepdims=True)
-
-
-def _softmax_global(x):
-    e = np.exp(x - x.max())
-    return e / e.sum()
-
-
-def _attention_columns(Q, K, V):  # softmax over the keys' column (axis=-2)
-    return _softmax(_scores(Q, K), axis=-2) @ V
-
-
-def _attention_batch_T(Q, K, V):  # K.T is right for 2-D arrays only
-    return _softmax(Q @ K.T / np.sqrt(Q.shape[-1])) @ V
-
-
-def _sinusoidal_swapped(T, d_model):
-    pe = _sinusoidal(T, d_model)
-    pe[:, 0::2], pe[:, 1::2] = pe[:, 1::2].copy(), pe[:, 0::2].copy()
-    return pe
-
-
-def _sinusoidal_unpaired(T, d_model):
-    pe = np.zeros((T, d_model))
-    for pos in range(T):
-        for i in range(d_model):
-            angle = pos / 10000 ** (i / d_model)  # i, where 2i (shared by the pair) belongs
-            pe[pos, i] = math.sin(angle) if i % 2 == 0 else math.cos(angle)
-    return pe
-
-
-def _split_plain_view(x, num_heads):
-    B, T, d_model = x.shape
-    return x.view(B, num_heads, T, d_model // num_heads)
-
-
-def _split_dhead_first(x, num_heads):
-    B, T, d_model = x.shape
-    return x.view(B, T, d_model // num_heads, num_heads).permute(0, 3, 1, 2)
-
-
-def _split_no_transpose(x, num_heads):
-    B, T, d_model = x.shape
-    return x.view(B, T, num_heads, d_model // num_heads)
-
-
-def _mha_transposed(x, W_q, W_k, W_v, W_o, num_heads):
-    return _mha(x, W_q.T, W_k.T, W_v.T, W_o.T, num_heads)
-
-
-def _masked_softmax_multiply(scores, mask):  # "hides" scores by multiplying: 0 * -inf = NaN
-    hidden = scores * np.where(mask, 1.0, -np.inf)
-    e = np.exp(hidden - hidden.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def _kv_step_no_append(q, k, v, K_cache, V_cache):
-    w = torch.softmax(q @ K_cache.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
-    return w @ V_cache
-
-
-def _kv_step_is_causal(q, k, v, K_cache, V_cache):
-    K, V = torch.cat([K_cache, k], dim=2), torch.cat([V_cache, v], dim=2)
-    return torch.nn.functional.scaled_dot_product_attention(q, K, V, is_causal=True)
-
-
-def _causal_no_diagonal(T):
-    return torch.ones(T, T, dtype=torch.bool).tril(diagonal=-1)
-
-
-MISTAKES = [
-    # dot
-    ("dot", "an elementwise product that was not summed", lambda a, b: [x * y for x, y in zip(a, b)]),
-    ("dot", "a sum of the entries instead of their products",
-     lambda a, b: sum(x + y for x, y in zip(a, b))),
-    # softmax_list
-    ("softmax_list", "no max subtraction (overflow)", _naive_softmax_list),
-    ("softmax_list", "no max subtraction (overflow)", _naive_softmax_list_numpy),
-    ("softmax_list", "a whole row of -inf giving NaN", _softmax_list_no_masked_row),
-    ("softmax_list", "exponentials that were not normalised", _softmax_list_unnormalised),
-    # attention_row
-    ("attention_row", "missing 1/sqrt(d_k) scaling", _row_with(lambda d: 1.0)),
-    ("attention_row", "dividing by d_k instead of sqrt(d_k)", _row_with(lambda d: 1.0 / d)),
-    ("attention_row", "weights returned instead of the output",
-     _row_with(lambda d: 1.0 / math.sqrt(d), return_weights=True)),
-    # softmax
-    ("softmax", "no max subtraction (overflow)", _softmax_no_max),
-    ("softmax", "a whole row of -inf giving NaN", _softmax_no_masked_row),
-    ("softmax", "softmax over the wrong axis", _softmax_axis0),
-    ("softmax", "a sum over the whole array", _softmax_global),
-    # scores
-    ("scores", "missing 1/sqrt(d_k) scaling", lambda Q, K: Q @ K.T),
-    ("scores", "dividing by d_k instead of sqrt(d_k)", lambda Q, K: Q @ K.T / Q.shape[-1]),
-    ("scores", "K Q^T instead of Q K^T (transposed scores)",
-     lambda Q, K: K @ Q.T / np.sqrt(Q.shape[-1])),
-    # attention
-    ("attention", "softmax over the wrong axis", _attention_columns),
-    ("attention", "missing 1/sqrt(d_k) scaling",
-     lambda Q, K, V: _softmax(Q @ np.swapaxes(K, -1, -2)) @ V),
-    ("attention", "K.T on a batch (transposes the batch axes too)", _attention_batch_T),
-    # projections
-    ("projections", "a transposed projection", lambda X, W_q, W_k, W_v: (X @ W_q.T, X @ W_k.T, X @ W_v.T)),
-    ("projections", "W_k and W_q swapped", lambda X, W_q, W_k, W_v: (X @ W_k, X @ W_q, X @ W_v)),
-    # sinusoidal
-    ("sinusoidal", "sin and cos swapped", _sinusoidal_swapped),
-    ("sinusoidal", "an exponent of i/d_model instead of 2i/d_model", _sinusoidal_unpaired),
-    # split_heads
-    ("split_heads", "heads split in the wrong order (a plain view)", _split_plain_view),
-    ("split_heads", "features split as (d_head, H) instead of (H, d_head)", _split_dhead_first),
-    ("split_heads", "a missing transpose", _split_no_transpose),
-    # multihead_attention
-    ("multihead_attention", "scaling by d_model instead of d_head",
-     lambda x, a, b, c, o, h: _mha(x, a, b, c, o, h, scale_by=x.shape[-1])),
-    ("multihead_attention", "heads split in the wrong order (a plain view)",
-     lambda x, a, b, c, o, h: _mha(x, a, b, c, o, h, split=_split_plain_view)),
-    ("multihead_attention", "a transposed projection", _mha_transposed),
-    # causal_mask
-    ("causal_mask", "an inverted mask (True = hide)",
-     lambda T: torch.ones(T, T, dtype=torch.bool).triu(diagonal=1)),
-    ("causal_mask", "the diagonal left out", _causal_no_diagonal),
-    ("causal_mask", "the upper triangle (future allowed, past hidden)",
-     lambda T: torch.ones(T, T, dtype=torch.bool).triu()),
-    # masked_softmax
-    ("masked_softmax", "an inverted mask", lambda s, m: _softmax(np.where(m, -np.inf, s))),
-    ("masked_softmax", "NaN from 0 * -inf", _masked_softmax_multiply),
-    ("masked_softmax", "a whole row of -inf giving NaN",
-     lambda s, m: _softmax_no_masked_row(np.where(m, s, -np.inf))),
-    ("masked_softmax", "masked positions set to 0 instead of -inf",
-     lambda s, m: _softmax(np.where(m, s, 0.0))),
-    # kv_step
-    ("kv_step", "the new key and value not appended", _kv_step_no_append),
-    ("kv_step", "is_causal=True with one query (top-left alignment)", _kv_step_is_causal),
-    # attention_flops
-    ("attention_flops", "half the FLOPs (multiply-adds counted once, or one matmul forgotten)",
-     lambda B, H, T, S, d, c: _flops(B, H, T, S, d, c) // 2),
-    ("attention_flops", "the causal mask not halving the work",
-     lambda B, H, T, S, d, c: 4 * B * H * T * S * d),
-    ("attention_flops", "batch or heads forgotten", lambda B, H, T, S, d, c: _flops(1, 1, T, S, d, c)),
-    # online_softmax_update
-    ("online_softmax_update", "the old sums not rescaled",
-     lambda m, l, a, s, v: _online_update(m, l, a, s, v, rescale=False)),
-    # shuffled_weights
-    ("shuffled_weights", "only the rows permuted", lambda A, p: np.asarray(A)[p]),
-    ("shuffled_weights", "only the columns permuted", lambda A, p: np.asarray(A)[:, p]),
-    ("shuffled_weights", "the inverse permutation",
-     lambda A, p: np.asarray(A)[np.argsort(p)][:, np.argsort(p)]),
-    ("shuffled_weights", "unchanged weights", lambda A, p: np.asarray(A).copy()),
-    # merge_heads
-    ("merge_heads", "a plain reshape without the transpose",
-     lambda x: x.reshape(x.shape[0], x.shape[2], -1)),
-    ("merge_heads", "features merged as (d_head, H) instead of (H, d_head)",
-     lambda x: x.permute(0, 2, 3, 1).reshape(x.shape[0], x.shape[2], -1)),
-    # mha_parameter_count
-    ("mha_parameter_count", "the output projection forgotten",
-     lambda d, h, b: 3 * d * d + (3 * d if b else 0)),
-    ("mha_parameter_count", "biases forgotten", lambda d, h, b: 4 * d * d),
-    ("mha_parameter_count", "biases counted although bias=False", lambda d, h, b: 4 * d * d + 4 * d),
-    ("mha_parameter_count", "one full d_model x d_model projection per head",
-     lambda d, h, b: h * (3 * d * d + (3 * d if b else 0)) + d * d + (d if b else 0)),
-    ("mha_parameter_count", "one d_head x d_head projection per head",
-     lambda d, h, b: h * 3 * ((d // h) ** 2 + ((d // h) if b else 0)) + d * d + (d if b else 0)),
-]
-
-CHECK_NAMES = sorted(n for n in check.__all__ if n not in ("CheckError", "CheckResult"))
+CHECK_NAMES = sorted(n for n in check.__all__ if n[0].islower())  # the checks themselves
 
 
 def _registries() -> tuple[list, list]:
-    """Every right and wrong implementation: these files' and those of ``tests/test_checks_*.py``.
+    """Every right and wrong implementation, from the ``tests/test_checks_<module>.py`` files.
 
-    A chapter keeps the implementations for its own checks in a file of its own (e.g.
-    test_checks_beyond.py), as ``CORRECT = {name: fn}``, optionally ``MORE_CORRECT = [(name, fn)]``
-    and ``MISTAKES = [(name, mistake, fn)]``; the tests below run them all, once.
+    Each holds the implementations for the checks of one module, as ``CORRECT = {name: fn}``,
+    optionally ``MORE_CORRECT = [(name, fn)]`` and ``MISTAKES = [(name, mistake, fn)]``; the tests
+    below run them all, once.
     """
-    correct, mistakes = list(CORRECT.items()), list(MISTAKES)
+    correct, mistakes = [], []
     for path in sorted(Path(__file__).parent.glob("test_checks_*.py")):
         module = importlib.import_module(path.stem)
         correct += list(getattr(module, "CORRECT", {}).items())
@@ -424,14 +104,14 @@ def _declared_mistakes(name, correct_fn, monkeypatch) -> set[str]:
 
 def test_every_check_has_a_correct_implementation():
     missing = sorted(set(CHECK_NAMES) - {n for n, _ in ALL_CORRECT})
-    assert not missing, f"add a correct implementation to CORRECT in tests/test_checks.py: {missing}"
+    assert not missing, f"add a correct implementation to CORRECT in tests/test_checks_<module>.py: {missing}"
 
 
 @pytest.mark.parametrize("name", CHECK_NAMES)
 def test_every_mistake_has_a_test(name, monkeypatch, capsys):
     correct = dict(ALL_CORRECT)
     if name not in correct:
-        pytest.fail(f"check {name!r} has no entry in CORRECT (tests/test_checks.py)")
+        pytest.fail(f"check {name!r} has no entry in CORRECT (tests/test_checks_<module>.py)")
     declared = _declared_mistakes(name, correct[name], monkeypatch)
     tested = {m for n, m, _ in ALL_MISTAKES if n == name}
     untested = sorted(declared - tested)
@@ -505,7 +185,7 @@ def test_not_implemented_stops_with_the_hint(tmp_path, monkeypatch, capsys):
 def test_json_log(tmp_path, monkeypatch, capsys):
     log = tmp_path / "checks.jsonl"
     monkeypatch.setenv("SELFATTENTION_CHECKS_LOG", str(log))
-    check.dot(CORRECT["dot"])
+    check.dot(FOUNDATIONS["dot"])
     check.softmax(_softmax_axis0)
     check.causal_mask(42)
     entries = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
@@ -520,7 +200,7 @@ def test_json_log(tmp_path, monkeypatch, capsys):
 def test_no_log_without_the_variable(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("SELFATTENTION_CHECKS_LOG", raising=False)
     monkeypatch.chdir(tmp_path)
-    check.dot(CORRECT["dot"])
+    check.dot(FOUNDATIONS["dot"])
     assert list(tmp_path.iterdir()) == []
 
 
@@ -563,3 +243,58 @@ def test_a_float_mask_is_named(capsys):
 def test_no_numpy_warnings_reach_the_learner(recwarn, capsys):
     check.softmax(_softmax_no_max)
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+@pytest.mark.parametrize("name", ["multihead_attention", "kv_step", "online_softmax_update"])
+def test_checks_try_at_least_three_cases(name, capsys):
+    result = getattr(check, name)(dict(ALL_CORRECT)[name])
+    n = int(result.message.split("correct on all ")[1].split()[0])
+    assert result.passed and n >= 3, result.message
+
+
+def test_the_wrong_argument_message_names_the_check(capsys):
+    result = check.masked_softmax(np.zeros(3))
+    assert "check.masked_softmax(my_f), not check.masked_softmax(my_f())" in result.message
+    assert "check.x(" not in result.message
+
+
+def _stub(*args):
+    raise NotImplementedError("write me")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: check.softmax(_stub),
+        lambda: check.kv_step(_stub),
+        lambda: check.softmax(_softmax_axis0, raise_on_fail=True),
+    ],
+)
+def test_what_a_check_raises_shows_one_hidden_checker_frame(call, capsys):
+    """The traceback holds the caller's frame and one frame of the checker, marked
+    ``__tracebackhide__``; the frames down to run_check (about 25 lines in IPython) are gone."""
+    with pytest.raises((NotImplementedError, CheckError)) as excinfo:
+        call()
+    tb, frames = excinfo.value.__traceback__, []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    inside = [f for f in frames if "selfattention" in f.f_code.co_filename]
+    assert len(inside) == 1 and inside[0].f_locals.get("__tracebackhide__"), [
+        f"{f.f_code.co_filename}:{f.f_code.co_name}" for f in inside
+    ]
+
+
+def test_ipython_shows_the_caller_and_one_checker_frame(capsys):
+    ultratb = pytest.importorskip("IPython.core.ultratb")
+    try:
+        check.softmax(_stub)
+    except NotImplementedError as exc:
+        text = ultratb.AutoFormattedTB(mode="Context").text(type(exc), exc, exc.__traceback__)
+    assert "foundations.py" not in text and text.count("_core.py") == 1, text
+    assert "Hint: write me" in text
+
+
+def test_check_call_re_finds_the_check_calls():
+    source = "check.softmax(my_softmax)\nx = check.kv_step (f)\nmycheck.dot(f)\ncheck.softmax"
+    assert check.CHECK_CALL_RE.findall(source) == ["softmax", "kv_step"]

@@ -315,7 +315,7 @@ def test_the_penalty_trains_the_hops_apart():
 
 @pytest.mark.parametrize("call, exc, words", [
     (lambda q, k, v: V.sliding_window_attention(q, k, v, 0), ValueError, ["window", "0"]),
-    (lambda q, k, v: V.sliding_window_attention(q, k, v, 2.5), ValueError, ["window", "2.5"]),
+    (lambda q, k, v: V.sliding_window_attention(q, k, v, 2.5), TypeError, ["window", "2.5"]),
     (lambda q, k, v: V.sliding_window_attention(q, k[..., :3, :], v[..., :3, :], 2), ValueError,
      ["T == S", "(2, 5, 4)", "(2, 3, 4)"]),
     (lambda q, k, v: V.sliding_window_attention(q, k[..., :3], v, 2), ValueError,

@@ -23,8 +23,9 @@ from selfattention import vectorized
 @PROPERTY
 @given(case=case_strategy())
 def test_vectorized_equals_torch_sdpa(case: Case):
-    out, w = vectorized.attention(case.Q, case.K, case.V, mask=case.mask, causal=case.causal,
-                                  scale=case.scale)
+    out, w = vectorized.attention(
+        case.Q, case.K, case.V, mask=case.mask, causal=case.causal, scale=case.scale
+    )
     assert out.dtype == case.dtype and w.dtype == case.dtype
     assert out.shape == case.lead + (case.T, case.d_v)
     assert w.shape == case.lead + (case.T, case.S)
@@ -98,3 +99,89 @@ def test_self_attention_with_mask_matches_attention():
 def test_causal_mask_helper_is_top_left():
     np.testing.assert_array_equal(vectorized.causal_mask(2, 4), [[1, 0, 0, 0], [1, 1, 0, 0]])
     np.testing.assert_array_equal(vectorized.causal_mask(3), np.tri(3, dtype=bool))
+
+
+# ---- the contiguous K^T and the masks kept at their own shapes (issue 15) -------------------------
+def _broadcast_cases():
+    rng = np.random.default_rng(7)
+    for dtype in (np.float32, np.float64):
+        # broadcast leading dimensions, T != S
+        Q = rng.standard_normal((2, 1, 37, 5)).astype(dtype)
+        K = rng.standard_normal((1, 3, 23, 5)).astype(dtype)
+        V = rng.standard_normal((2, 3, 23, 4)).astype(dtype)
+        bool_mask = rng.random((2, 1, 1, 23)) < 0.7
+        bool_mask[0, 0, 0, :] = False  # a batch whose every query sees nothing
+        float_mask = np.where(rng.random((37, 23)) < 0.8, 0.0, -np.inf)
+        yield dtype, Q, K, V, {}, {}
+        yield dtype, Q, K, V, {"causal": True}, {"is_causal": True}
+        yield dtype, Q, K, V, {"mask": bool_mask}, {"attn_mask": torch.from_numpy(bool_mask)}
+        yield (
+            dtype,
+            Q,
+            K,
+            V,
+            {"mask": float_mask},
+            {
+                "attn_mask": torch.from_numpy(float_mask).to(
+                    torch.float32 if dtype == np.float32 else torch.float64
+                )
+            },
+        )
+        yield (
+            dtype,
+            Q,
+            K,
+            V,
+            {"mask": bool_mask, "causal": True},
+            {"attn_mask": torch.from_numpy(bool_mask & np.tri(37, 23, dtype=bool))},
+        )
+
+
+@pytest.mark.parametrize("case", list(_broadcast_cases()), ids=lambda c: f"{c[0].__name__}-{sorted(c[4])}")
+def test_broadcast_batches_and_masks_equal_torch(case):
+    """Leading dimensions that broadcast (Q (2, 1, ...), K (1, 3, ...)), masks of their own
+    broadcastable shapes, with and without causal: equal to torch's SDPA on the broadcast inputs."""
+    dtype, Q, K, V, kw, torch_kw = case
+    out, w = vectorized.attention(Q, K, V, **kw)
+    q, k, v = (torch.from_numpy(np.array(np.broadcast_to(a, (2, 3) + a.shape[-2:]))) for a in (Q, K, V))
+    ref = torch_sdpa(q, k, v, **torch_kw)
+    assert out.shape == (2, 3, 37, 4) and w.shape == (2, 3, 37, 23)
+    assert out.dtype == dtype and w.dtype == dtype
+    assert_close(out, ref, dtype)
+    np.testing.assert_allclose(w.sum(-1)[w.sum(-1) > 0], 1.0, rtol=1e-5)
+
+
+def test_a_transposed_view_of_k_gives_the_same_result():
+    """Whatever layout K arrives in (here a Fortran-ordered array), the result is the same."""
+    rng = np.random.default_rng(3)
+    Q, K, V = rand_qkv(rng, (2,), 9, 11, 4, 3)
+    out, w = vectorized.attention(Q, K, V)
+    out_f, w_f = vectorized.attention(Q, np.asfortranarray(K), np.asfortranarray(V))
+    np.testing.assert_array_equal(out, out_f)
+    np.testing.assert_array_equal(w, w_f)
+
+
+def test_the_inputs_are_left_untouched():
+    rng = np.random.default_rng(4)
+    Q, K, V = rand_qkv(rng, (3,), 20, 20, 4, 4, np.float32)
+    copies = [a.copy() for a in (Q, K, V)]
+    vectorized.attention(Q, K, V, causal=True)
+    for a, c in zip((Q, K, V), copies):
+        np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("block_bytes", [1, 200, 1 << 40])
+def test_softmax_blocks_of_rows_change_nothing(block_bytes, monkeypatch):
+    """The softmax runs on blocks of rows (the last one partial for 200 bytes = 5 rows of 10 float32);
+    the result equals SDPA and, to the bit, the whole-array softmax."""
+    rng = np.random.default_rng(5)
+    Q, K, V = rand_qkv(rng, (2, 3), 13, 10, 4, 3, np.float32)
+    mask = rng.random((2, 1, 13, 10)) < 0.8
+    mask[1, 0, 4] = False  # a fully masked row
+    whole_out, whole_w = vectorized.attention(Q, K, V, mask=mask)
+    monkeypatch.setattr(vectorized, "SOFTMAX_BLOCK_BYTES", block_bytes)
+    out, w = vectorized.attention(Q, K, V, mask=mask)
+    np.testing.assert_array_equal(out, whole_out)
+    np.testing.assert_array_equal(w, whole_w)
+    ref = torch_sdpa(*(torch.from_numpy(a) for a in (Q, K, V)), attn_mask=torch.from_numpy(mask))
+    assert_close(out, ref, np.float32)

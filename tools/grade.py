@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -39,7 +38,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-CHECK_CALL_RE = re.compile(r"\bcheck\.([A-Za-z_]\w*)\s*\(")
+from selfattention.checks import CHECK_CALL_RE
+
 LOG_VAR = "SELFATTENTION_CHECKS_LOG"
 
 

@@ -38,12 +38,13 @@ from pathlib import Path
 
 import nbformat
 
+from selfattention.checks import CHECK_CALL_RE
+
 ROOT = Path(__file__).resolve().parent.parent
 
 BEGIN_RE = re.compile(r"^(?P<indent>[ \t]*)###\s*BEGIN SOLUTION\s*$")
 END_RE = re.compile(r"^[ \t]*###\s*END SOLUTION\s*$")
 HINT_RE = re.compile(r"^[ \t]*###\s*HINT:\s*(?P<hint>.*?)\s*$")
-CHECK_CALL_RE = re.compile(r"\bcheck\.[A-Za-z_]\w*\s*\(")
 FENCE_OPEN_RE = re.compile(r"^[ \t]*(?P<fence>`{3,}|:{3,})\{(?P<name>[\w-]+)\}")
 SOLUTION_DIRECTIVES = {"solution", "solution-start", "solution-end"}
 DEFAULT_HINT = "write this part, then run the check below it."

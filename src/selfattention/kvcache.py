@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ._validate import require_padding_mask, require_tensor, shape_str
+from ._validate import require_input_dtype, require_int, require_padding_mask, require_tensor, shape_str
 from .masks import causal_mask
 from .multihead import MultiHeadSelfAttention, merge_heads, scaled_dot_product_attention
 
@@ -25,6 +25,7 @@ class KVCache:
         batch, num_heads, max_len, d_head: the buffer sizes (each >= 1).
         dtype, device: of the buffers.
     Raises:
+        TypeError: a size is not an int (NumPy integers are fine).
         ValueError: a size < 1.
     """
 
@@ -37,11 +38,8 @@ class KVCache:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
     ) -> None:
-        for name, n in (("batch", batch), ("num_heads", num_heads), ("max_len", max_len),
-                        ("d_head", d_head)):
-            if n < 1:
-                raise ValueError(f"{name} must be >= 1, got {name}={n}.")
-        shape = (batch, num_heads, max_len, d_head)
+        shape = tuple(require_int(name, n) for name, n in (("batch", batch), ("num_heads", num_heads),
+                                                           ("max_len", max_len), ("d_head", d_head)))
         self._k = torch.zeros(shape, dtype=dtype, device=device)
         self._v = torch.zeros(shape, dtype=dtype, device=device)
         self.length = 0
@@ -137,6 +135,7 @@ def decode_step(
             f"x_new must have shape (B, T_new, d_model) = (B, T_new, {mha.d_model}) with "
             f"T_new >= 1, got shape {shape_str(x_new.shape)}."
         )
+    require_input_dtype("x_new", x_new, mha.W_q.weight.dtype)
     T_new = x_new.shape[1]
     if padding_mask is not None:
         # Checked before the cache grows, so a bad mask leaves the cache as it was.

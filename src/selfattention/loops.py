@@ -10,6 +10,7 @@ V is S lists of d_v floats.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 Matrix = list[list[float]]
@@ -18,9 +19,7 @@ Matrix = list[list[float]]
 def _shape(name: str, rows: object, width_name: str) -> tuple[int, int]:
     """Check ``rows`` is a non-empty list of equal-length lists of numbers; return (n, width)."""
     if not isinstance(rows, Sequence) or isinstance(rows, str):
-        raise TypeError(
-            f"{name} must be a list of rows (lists of floats), got {type(rows).__name__}."
-        )
+        raise TypeError(f"{name} must be a list of rows (lists of floats), got {type(rows).__name__}.")
     if len(rows) == 0:
         raise ValueError(f"{name} is empty (0 rows): attention needs at least one token.")
     widths = set()
@@ -31,6 +30,15 @@ def _shape(name: str, rows: object, width_name: str) -> tuple[int, int]:
                 f"a list of rows with shape (n, {width_name})."
             )
         widths.add(len(row))
+        for c, x in enumerate(row):
+            if isinstance(x, bool) or not isinstance(x, numbers.Real):
+                raise TypeError(f"{name}[{i}][{c}] must be a number, got {type(x).__name__} {x!r}.")
+            if not math.isfinite(x):
+                # NaN would poison every weight of its row; the loops level refuses it up front.
+                raise ValueError(
+                    f"{name}[{i}][{c}] is {x}: the loops level needs finite numbers (NaN and "
+                    "inf are rejected here; the NumPy and torch levels pass them through as NaN)."
+                )
     if len(widths) != 1:
         raise ValueError(
             f"{name} must be rectangular (every row the same length {width_name}), got row "
@@ -98,21 +106,26 @@ def attention(
     Returns:
         (outputs, weights): T rows of d_v floats, and T rows of S weights that sum to 1.
     Raises:
-        TypeError: an argument is not a list of lists.
-        ValueError: empty input, ragged rows, or mismatched d_k / S between Q, K and V.
+        TypeError: an argument is not a list of lists of numbers.
+        ValueError: empty input, ragged rows, d_k = 0, mismatched d_k / S between Q, K and V, or
+            a NaN or infinite entry (this level rejects them; NumPy and torch propagate NaN).
     """
     T, d_k = _shape("Q", Q, "d_k")
     S, d_k2 = _shape("K", K, "d_k")
     S2, d_v = _shape("V", V, "d_v")
     if d_k != d_k2:
         raise ValueError(
-            f"Q and K must have the same width d_k: Q has shape ({T}, {d_k}) but K has shape "
-            f"({S}, {d_k2})."
+            f"Q and K must have the same width d_k: Q has shape ({T}, {d_k}) but K has shape ({S}, {d_k2})."
         )
     if S != S2:
         raise ValueError(
             f"K and V must have the same number of rows S: K has shape ({S}, {d_k2}) but V has "
             f"shape ({S2}, {d_v})."
+        )
+    if d_k == 0:
+        raise ValueError(
+            f"Q and K have width d_k = 0 (Q has shape ({T}, 0)): a score needs at least one "
+            "feature, and 1/sqrt(d_k) would divide by zero."
         )
     if scale is None:
         scale = 1.0 / math.sqrt(d_k)

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from ._validate import shape_str
+from ._validate import require_int, shape_str
 from .kvcache import KVCache, decode_step
 from .multihead import MultiHeadSelfAttention
 from .positional import LearnedPositionalEmbedding
@@ -55,16 +55,14 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "max_len", "d_model", "num_heads", "num_layers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {name}={value!r}.")
+            require_int(name, getattr(self, name))
         if self.d_model % self.num_heads:
             raise ValueError(
                 f"num_heads must divide d_model: got d_model={self.d_model}, "
                 f"num_heads={self.num_heads}."
             )
-        if self.d_ff is not None and (not isinstance(self.d_ff, int) or self.d_ff < 1):
-            raise ValueError(f"d_ff must be an int >= 1 or None, got d_ff={self.d_ff!r}.")
+        if self.d_ff is not None:
+            require_int("d_ff", self.d_ff)
 
     @property
     def hidden(self) -> int:
@@ -274,8 +272,7 @@ def generate(
         ValueError: max_new_tokens < 0, or T_prompt + max_new_tokens - 1 > model.config.max_len
             (and the errors of ``model.forward`` for a bad prompt).
     """
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}.")
+    require_int("max_new_tokens", max_new_tokens, minimum=0)
     model._check_idx(prompt, name="prompt")
     # The model reads every token but the last one it generates.
     total = prompt.shape[1] + max_new_tokens

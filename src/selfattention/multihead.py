@@ -13,7 +13,10 @@ from torch import nn
 
 from ._validate import (
     check_mask_shape,
-    check_qkv_shapes,
+    check_qkv_tensors,
+    require_input_dtype,
+    require_int,
+    require_ndim_exact,
     require_padding_mask,
     require_tensor,
     shape_str,
@@ -41,20 +44,15 @@ def scaled_dot_product_attention(
         scale: multiply the scores by this; default 1/sqrt(d_k).
     Returns:
         (out, weights): out (..., T, d_v), weights (..., T, S). Fully masked rows give zero
-        weights and a zero output, as torch's SDPA does (a plain softmax would give NaN).
+        weights and a zero output, as torch's SDPA does (a plain softmax would give NaN). NaN or
+        inf in q, k or v propagates to NaN in the rows it touches, as in torch's SDPA.
     Raises:
         TypeError: an input is not a floating tensor, dtypes differ, or the mask is neither bool
             nor of q's dtype.
         ValueError: shapes disagree (the message gives them), an empty sequence, a mask that does
             not broadcast to (..., T, S), or a mask together with ``is_causal``.
     """
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        require_tensor(name, t)
-    check_qkv_shapes(q.shape, k.shape, v.shape, names=("q", "k", "v"))
-    if not (q.dtype == k.dtype == v.dtype):
-        raise TypeError(
-            f"q, k and v must share one dtype, got q {q.dtype}, k {k.dtype}, v {v.dtype}."
-        )
+    check_qkv_tensors(q, k, v)
     if attn_mask is not None and is_causal:
         raise ValueError(
             "attn_mask and is_causal=True cannot be combined (torch forbids it too): fold the "
@@ -115,7 +113,14 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     front of T so each head is a (T, d_head) matrix for batched matmul. A plain
     ``view(B, H, T, d_head)`` would be wrong: it would cut the memory of one sentence into H
     chunks of consecutive *tokens*, mixing positions and features.
+
+    Raises:
+        TypeError: x is not a tensor, or num_heads not an int.
+        ValueError: x is not 3-D, num_heads < 1, or num_heads does not divide d_model.
     """
+    require_tensor("x", x, floating=False)
+    require_ndim_exact("x", x.shape, "(B, T, d_model)")
+    num_heads = require_int("num_heads", num_heads)
     B, T, d_model = x.shape
     if d_model % num_heads:
         raise ValueError(
@@ -126,7 +131,14 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
 
 
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
-    """(B, H, T, d_head) -> (B, T, H * d_head), the inverse of :func:`split_heads`."""
+    """(B, H, T, d_head) -> (B, T, H * d_head), the inverse of :func:`split_heads`.
+
+    Raises:
+        TypeError: x is not a tensor.
+        ValueError: x is not 4-D.
+    """
+    require_tensor("x", x, floating=False)
+    require_ndim_exact("x", x.shape, "(B, H, T, d_head)")
     B, H, T, d_head = x.shape
     return x.transpose(1, 2).contiguous().view(B, T, H * d_head)
 
@@ -139,11 +151,13 @@ class MultiHeadSelfAttention(nn.Module):
         num_heads: number of heads H; must divide d_model (d_head = d_model / H).
         bias: whether the four projections have biases.
     Raises:
+        TypeError: ``d_model`` or ``num_heads`` is not an int (NumPy integers are fine).
         ValueError: ``num_heads`` < 1 or does not divide ``d_model``.
     """
 
     def __init__(self, d_model: int, num_heads: int, bias: bool = True) -> None:
         super().__init__()
+        d_model, num_heads = require_int("d_model", d_model), require_int("num_heads", num_heads)
         if num_heads < 1 or d_model < 1 or d_model % num_heads:
             raise ValueError(
                 f"num_heads must be >= 1 and divide d_model: got d_model={d_model}, "
@@ -186,7 +200,9 @@ class MultiHeadSelfAttention(nn.Module):
         Returns:
             (out, weights): out (B, T, d_model); weights (B, H, T, T) or None.
         Raises:
-            TypeError: x is not a floating tensor or padding_mask not a bool tensor.
+            TypeError: x is not a floating tensor, its dtype differs from the weights' (convert
+                one of them: ``x.float()`` or ``layer.double()``), or padding_mask is not a bool
+                tensor.
             ValueError: x is not (B, T, d_model) or padding_mask not (B, T).
         """
         require_tensor("x", x)
@@ -195,6 +211,7 @@ class MultiHeadSelfAttention(nn.Module):
                 f"x must have shape (B, T, d_model) = (B, T, {self.d_model}), got shape "
                 f"{shape_str(x.shape)}."
             )
+        require_input_dtype("x", x, self.W_q.weight.dtype)
         B, T, _ = x.shape
         if T == 0:
             raise ValueError(f"x has an empty sequence (shape {shape_str(x.shape)}).")

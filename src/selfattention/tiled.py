@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from ._validate import check_qkv_shapes, require_tensor
+from ._validate import check_qkv_tensors, require_int
 
 
 def tiled_attention(
@@ -48,21 +48,12 @@ def tiled_attention(
         out (..., T, d_v), equal to softmax(q k^T * scale + mask) v. Rows that see no key (only
         possible when S < T is impossible under top-left causal; kept for safety) are zeros.
     Raises:
-        TypeError: an input is not a floating tensor, or dtypes differ.
+        TypeError: an input is not a floating tensor, dtypes differ, or ``block_size`` is not an
+            int (NumPy integers are fine).
         ValueError: shapes disagree, an empty sequence, or ``block_size`` < 1.
     """
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        require_tensor(name, t)
-    check_qkv_shapes(q.shape, k.shape, v.shape, names=("q", "k", "v"))
-    if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
-        raise ValueError(
-            f"q, k and v must have the same leading dimensions, got {tuple(q.shape)}, "
-            f"{tuple(k.shape)} and {tuple(v.shape)}."
-        )
-    if not (q.dtype == k.dtype == v.dtype):
-        raise TypeError(f"q, k, v must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}.")
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-        raise ValueError(f"block_size must be an int >= 1, got {block_size!r}.")
+    check_qkv_tensors(q, k, v, same_leading=True)
+    block_size = require_int("block_size", block_size)
 
     lead = q.shape[:-2]
     T, d_k = q.shape[-2:]

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validate import shape_str
+from ._validate import require_int, shape_str
 from .model import ModelConfig, TinyTransformer, generate
 
 __all__ = [
@@ -57,10 +57,8 @@ class ReversalTask:
     num_digits: int = 10
 
     def __post_init__(self) -> None:
-        if isinstance(self.length, bool) or not isinstance(self.length, int) or self.length < 1:
-            raise ValueError(f"length must be an int >= 1, got length={self.length!r}.")
-        if not isinstance(self.num_digits, int) or self.num_digits < 2:
-            raise ValueError(f"num_digits must be an int >= 2, got num_digits={self.num_digits!r}.")
+        require_int("length", self.length)
+        require_int("num_digits", self.num_digits, minimum=2)
 
     @property
     def sep(self) -> int:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import masks
-from ._validate import check_qkv_shapes, require_padding_mask, require_tensor, shape_str
+from ._validate import check_qkv_tensors, require_int, require_padding_mask, require_tensor, shape_str
 from .multihead import scaled_dot_product_attention
 
 __all__ = [
@@ -56,23 +56,7 @@ __all__ = [
 
 
 def _check_qkv(q, k, v) -> None:
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        require_tensor(name, t)
-    check_qkv_shapes(q.shape, k.shape, v.shape, names=("q", "k", "v"))
-    if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
-        raise ValueError(
-            f"q, k and v must have the same leading dimensions, got q {shape_str(q.shape)}, "
-            f"k {shape_str(k.shape)} and v {shape_str(v.shape)}."
-        )
-    if not (q.dtype == k.dtype == v.dtype):
-        raise TypeError(
-            f"q, k and v must share one dtype, got q {q.dtype}, k {k.dtype}, v {v.dtype}."
-        )
-
-
-def _check_positive_int(name: str, n) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {n!r}.")
+    check_qkv_tensors(q, k, v, same_leading=True)
 
 
 def _check_self(q, k, what: str) -> None:
@@ -121,7 +105,7 @@ def sliding_window_reference(
     """
     _check_qkv(q, k, v)
     _check_self(q, k, "sliding-window attention")
-    _check_positive_int("window", window)
+    require_int("window", window)
     mask = local_mask(q.shape[-2], window, causal=causal, device=q.device)
     return scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
 
@@ -159,7 +143,7 @@ def sliding_window_attention(
     """
     _check_qkv(q, k, v)
     _check_self(q, k, "sliding-window attention")
-    _check_positive_int("window", window)
+    require_int("window", window)
     *lead, T, d_k = q.shape
     d_v = v.shape[-1]
     w = min(window, T)
@@ -267,7 +251,7 @@ def linear_attention(
             causal, or ``chunk_size`` < 1.
     """
     _check_qkv(q, k, v)
-    _check_positive_int("chunk_size", chunk_size)
+    require_int("chunk_size", chunk_size)
     phi = elu_feature_map if feature_map is None else feature_map
     qf, kf = phi(q), phi(k)  # (..., T, d_k), (..., S, d_k)
     if not causal:
@@ -319,7 +303,7 @@ class StructuredSelfAttention(nn.Module):
     def __init__(self, d_in: int, d_a: int, r: int) -> None:
         super().__init__()
         for name, n in (("d_in", d_in), ("d_a", d_a), ("r", r)):
-            _check_positive_int(name, n)
+            require_int(name, n)
         self.d_in, self.d_a, self.r = d_in, d_a, r
         # nn.Linear computes x W^T, so W_s1.weight is the paper's W_s1 (d_a, d_in).
         self.W_s1 = nn.Linear(d_in, d_a, bias=False)

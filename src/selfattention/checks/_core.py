@@ -20,15 +20,21 @@ notebook.
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import json
 import os
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+#: A call of a check in a notebook cell, ``check.softmax(my_softmax)``; group 1 is the check's
+#: name. The student-version and grading tools find the exercises' checks with it.
+CHECK_CALL_RE = re.compile(r"\bcheck\.([A-Za-z_]\w*)\s*\(")
 
 
 @dataclass
@@ -121,16 +127,15 @@ def _matches(got: np.ndarray | None, want: Any, rtol: float, atol: float) -> boo
     if want_arr.dtype == bool:
         # A mask must really be boolean: torch ADDS a float mask to the scores (see _diagnose).
         return got.dtype == bool and bool(np.array_equal(got, want_arr))
-    return bool(np.allclose(got.astype(np.float64), want_arr, rtol=rtol, atol=atol,
-                            equal_nan=False))
+    return bool(np.allclose(got.astype(np.float64), want_arr, rtol=rtol, atol=atol, equal_nan=False))
 
 
-def _signature_problem(fn: Any, n_args: int, signature: str) -> str | None:
+def _signature_problem(name: str, fn: Any, n_args: int, signature: str) -> str | None:
     if not callable(fn):
         return (
             f"expected a function like `def f{signature}: ...`, but got {type(fn).__name__} "
-            f"{_fmt(fn)[:60]}. Pass the function itself, without calling it: check.x(my_f), "
-            "not check.x(my_f())."
+            f"{_fmt(fn)[:60]}. Pass the function itself, without calling it: "
+            f"check.{name}(my_f), not check.{name}(my_f())."
         )
     try:
         sig = inspect.signature(fn)
@@ -193,7 +198,7 @@ def run_check(
     message. A ``NotImplementedError`` from ``fn`` (an exercise stub) is logged and re-raised with
     its hint, so that "Run all" stops at the first unwritten exercise.
     """
-    problem = _signature_problem(fn, len(cases[0].args), signature)
+    problem = _signature_problem(name, fn, len(cases[0].args), signature)
     if problem is not None:
         return _finish(name, False, "not a usable function", problem, raise_on_fail, quiet)
 
@@ -209,13 +214,15 @@ def run_check(
             raise NotImplementedError(f"{name}: {text}") from None
         except OverflowError as exc:
             return _finish(
-                name, False, "no max subtraction (overflow)",
+                name,
+                False,
+                "no max subtraction (overflow)",
                 f"looks like no max subtraction (overflow): your function overflowed ({exc}) "
                 f"on {case.label or 'large inputs'}: exp of a large number is too big for a "
                 "float. Subtract the largest score first: softmax(x) = softmax(x - max(x)), so "
-                "every exponent is <= 0."
-                + _shown(case, f"OverflowError: {exc}"),
-                raise_on_fail, quiet,
+                "every exponent is <= 0." + _shown(case, f"OverflowError: {exc}"),
+                raise_on_fail,
+                quiet,
             )
         except Exception as exc:  # report the learner's error, not a checker traceback
             msg, mistake = _diagnose_error(case, exc, all_mistakes)
@@ -245,9 +252,29 @@ def run_check(
 
         msg, mistake = _diagnose(case, got, got_raw, all_mistakes, rtol, atol, same_everywhere)
         return _finish(name, False, mistake, msg, raise_on_fail, quiet)
-    return _finish(
-        name, True, None, f"correct on all {len(cases)} test cases.", raise_on_fail, quiet
-    )
+    return _finish(name, True, None, f"correct on all {len(cases)} test cases.", raise_on_fail, quiet)
+
+
+def learner_facing(check: Callable[..., CheckResult]) -> Callable[..., CheckResult]:
+    """Wrap a public check so that what it raises shows none of the checker's own frames.
+
+    A check raises only on purpose: ``NotImplementedError`` for an unwritten exercise and
+    :class:`CheckError` with ``raise_on_fail=True``. Re-raised here with a fresh traceback, the
+    exception carries one frame of the checker (this wrapper, whose lines say why it stopped)
+    instead of every frame down to :func:`run_check`. ``__tracebackhide__`` hides it in pytest
+    and in IPython whenever it is not the last frame (IPython always shows the last one).
+    """
+
+    @functools.wraps(check)
+    def wrapper(*args: Any, **kwargs: Any) -> CheckResult:
+        __tracebackhide__ = True  # noqa: F841 (read by IPython and pytest)
+        try:
+            return check(*args, **kwargs)
+        except (NotImplementedError, CheckError) as exc:
+            # The check stopped on purpose: the message below says why and what to do.
+            raise exc.with_traceback(None) from None
+
+    return wrapper
 
 
 def _diagnose_error(case: Case, exc: Exception, mistakes) -> tuple[str, str]:
@@ -263,8 +290,10 @@ def _diagnose_error(case: Case, exc: Exception, mistakes) -> tuple[str, str]:
             _call_quietly(m.compute, case.args)
         except Exception as wrong:  # the mistake crashes: the same way?
             if type(wrong) is type(exc) and str(wrong) == str(exc):
-                return (f"looks like {m.name}: {m.explanation}\n  Your function raised "
-                        f"{obtained}{_shown(case, obtained)}"), m.name
+                return (
+                    f"looks like {m.name}: {m.explanation}\n  Your function raised "
+                    f"{obtained}{_shown(case, obtained)}"
+                ), m.name
     return (f"your function raised {obtained}{_shown(case, obtained)}"), "raised an error"
 
 
@@ -274,23 +303,33 @@ def _same(got: np.ndarray | None, wrong: np.ndarray | None, rtol: float, atol: f
         return False
     if got.dtype == bool or wrong.dtype == bool:
         return bool(np.array_equal(got.astype(bool), wrong.astype(bool)))
-    return bool(np.array_equal(np.isnan(got), np.isnan(wrong))
-                and np.allclose(got, wrong, rtol=rtol, atol=atol, equal_nan=True))
+    return bool(
+        np.array_equal(np.isnan(got), np.isnan(wrong))
+        and np.allclose(got, wrong, rtol=rtol, atol=atol, equal_nan=True)
+    )
 
 
-def _diagnose(case: Case, got, got_raw, mistakes, rtol, atol,
-              same_everywhere: Callable[[Mistake], bool] | None = None) -> tuple[str, str]:
+def _diagnose(
+    case: Case, got, got_raw, mistakes, rtol, atol, same_everywhere: Callable[[Mistake], bool] | None = None
+) -> tuple[str, str]:
     want = to_array(case.expected)
     shown = _shown(case, _fmt(got_raw))
     # A float mask with the right pattern is named first: compared as booleans below, it could
     # pass for a mistake (for T=1 a mask and its transpose are equal).
-    if (want is not None and got is not None and want.dtype == bool and got.dtype != bool
-            and got.shape == want.shape):
+    if (
+        want is not None
+        and got is not None
+        and want.dtype == bool
+        and got.dtype != bool
+        and got.shape == want.shape
+    ):
         if np.array_equal(got.astype(bool), want) and np.isin(got, (0, 1)).all():
-            return (f"your mask has the right pattern but dtype {got.dtype}, not bool. torch's "
-                    "scaled_dot_product_attention ADDS a float mask to the scores (adding 0 "
-                    "or 1 hides nothing): return a boolean tensor (dtype=torch.bool, or "
-                    f".bool()).{shown}"), "a float mask instead of a boolean one"
+            return (
+                f"your mask has the right pattern but dtype {got.dtype}, not bool. torch's "
+                "scaled_dot_product_attention ADDS a float mask to the scores (adding 0 "
+                "or 1 hides nothing): return a boolean tensor (dtype=torch.bool, or "
+                f".bool()).{shown}"
+            ), "a float mask instead of a boolean one"
     found = []
     for m in mistakes:
         try:
@@ -305,23 +344,29 @@ def _diagnose(case: Case, got, got_raw, mistakes, rtol, atol,
         m = found[0]
         return f"looks like {m.name}: {m.explanation}{shown}", m.name
     if got_raw is None:
-        return (f"your function returned None: did you forget the `return` statement?{shown}",
-                "returned None (missing return)")
+        return (
+            f"your function returned None: did you forget the `return` statement?{shown}",
+            "returned None (missing return)",
+        )
     if isinstance(got_raw, (tuple, list)) and got_raw and want is not None:
         first = to_array(got_raw[0]) if not isinstance(got_raw[0], (int, float)) else None
         if first is not None and _matches(first, case.expected, rtol, atol):
-            return (f"your function returned a {type(got_raw).__name__} of {len(got_raw)} "
-                    f"items whose first item is right; return only that one.{shown}",
-                    "a tuple instead of one result")
+            return (
+                f"your function returned a {type(got_raw).__name__} of {len(got_raw)} "
+                f"items whose first item is right; return only that one.{shown}",
+                "a tuple instead of one result",
+            )
     if got is None:
-        return (f"your function returned {type(got_raw).__name__}, which is not a list, array or "
-                f"tensor of numbers.{shown}"), "wrong type"
+        return (
+            f"your function returned {type(got_raw).__name__}, which is not a list, array or "
+            f"tensor of numbers.{shown}"
+        ), "wrong type"
     if want is not None and got.shape != want.shape:
-        return (f"the shape is wrong: expected {want.shape}, obtained {got.shape}.{shown}",
-                "wrong shape")
+        return (f"the shape is wrong: expected {want.shape}, obtained {got.shape}.{shown}", "wrong shape")
     if got.dtype != bool and np.isnan(got).any():
-        return (f"your output contains NaN (not a number); it usually comes from inf - inf or "
-                f"0 * inf.{shown}"), "NaN in output"
+        return (
+            f"your output contains NaN (not a number); it usually comes from inf - inf or 0 * inf.{shown}"
+        ), "NaN in output"
     if got.dtype != bool and np.isinf(got).any():
         return f"your output contains inf: something overflowed.{shown}", "inf in output"
     if got.dtype == bool:
@@ -339,8 +384,13 @@ def _finish(name, passed, mistake, message, raise_on_fail, quiet) -> CheckResult
     log = os.environ.get("SELFATTENTION_CHECKS_LOG")
     if log:
         with open(log, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"check": name, "passed": passed, "mistake": mistake,
-                                 "message": message}, ensure_ascii=False) + "\n")
+            fh.write(
+                json.dumps(
+                    {"check": name, "passed": passed, "mistake": mistake, "message": message},
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
     if raise_on_fail and not passed:
         raise CheckError(text)
     return result

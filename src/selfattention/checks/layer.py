@@ -31,17 +31,31 @@ def projections(fn, raise_on_fail: bool = False) -> CheckResult:
         Case((X2, *Ws2), right(X2, *Ws2), "a batch X (2, 5, 8)"),
     ]
     mistakes = [
-        Mistake("a transposed projection",
-                "the book writes Q = X W_Q with W_Q of shape (d_model, d_k): use X @ W_q. "
-                "(nn.Linear stores the transpose and computes x @ weight.T.)",
-                lambda X, a, b, c: np.stack([X @ a.T, X @ b.T, X @ c.T])),
-        Mistake("W_k and W_q swapped", "Q comes from W_q and K from W_k.",
-                lambda X, a, b, c: np.stack([X @ b, X @ a, X @ c])),
+        Mistake(
+            "a transposed projection",
+            "the book writes Q = X W_Q with W_Q of shape (d_model, d_k): use X @ W_q. "
+            "(nn.Linear stores the transpose and computes x @ weight.T.)",
+            lambda X, a, b, c: np.stack([X @ a.T, X @ b.T, X @ c.T]),
+        ),
+        Mistake(
+            "W_k and W_q swapped",
+            "Q comes from W_q and K from W_k.",
+            lambda X, a, b, c: np.stack([X @ b, X @ a, X @ c]),
+        ),
     ]
-    return run_check("projections", fn, cases, "(X, W_q, W_k, W_v)", mistakes,
-                     postprocess=lambda out: np.stack([np.asarray(t, dtype=float) for t in out])
-                     if isinstance(out, (tuple, list)) and len(out) == 3 else out,
-                     raise_on_fail=raise_on_fail)
+    return run_check(
+        "projections",
+        fn,
+        cases,
+        "(X, W_q, W_k, W_v)",
+        mistakes,
+        postprocess=lambda out: (
+            np.stack([np.asarray(t, dtype=float) for t in out])
+            if isinstance(out, (tuple, list)) and len(out) == 3
+            else out
+        ),
+        raise_on_fail=raise_on_fail,
+    )
 
 
 def sinusoidal(fn, raise_on_fail: bool = False) -> CheckResult:
@@ -53,8 +67,12 @@ def sinusoidal(fn, raise_on_fail: bool = False) -> CheckResult:
 
     def swapped(T, d):
         pe = positional.sinusoidal_encoding(T, d)
-        return np.concatenate([pe[:, 1::2], pe[:, 0::2]], axis=1).reshape(T, 2, d // 2) \
-            .transpose(0, 2, 1).reshape(T, d)
+        return (
+            np.concatenate([pe[:, 1::2], pe[:, 0::2]], axis=1)
+            .reshape(T, 2, d // 2)
+            .transpose(0, 2, 1)
+            .reshape(T, d)
+        )
 
     def no_pairing(T, d):
         pos = np.arange(T)[:, None]
@@ -63,13 +81,16 @@ def sinusoidal(fn, raise_on_fail: bool = False) -> CheckResult:
         return np.where(i % 2 == 0, np.sin(ang), np.cos(ang))
 
     mistakes = [
-        Mistake("sin and cos swapped", "even dimensions 2i take the sine, odd ones 2i+1 the cosine.",
-                swapped),
-        Mistake("an exponent of i/d_model instead of 2i/d_model",
-                "dimensions 2i and 2i+1 share one frequency 1/10000^(2i/d_model).", no_pairing),
+        Mistake(
+            "sin and cos swapped", "even dimensions 2i take the sine, odd ones 2i+1 the cosine.", swapped
+        ),
+        Mistake(
+            "an exponent of i/d_model instead of 2i/d_model",
+            "dimensions 2i and 2i+1 share one frequency 1/10000^(2i/d_model).",
+            no_pairing,
+        ),
     ]
-    return run_check("sinusoidal", fn, cases, "(T, d_model)", mistakes,
-                     raise_on_fail=raise_on_fail)
+    return run_check("sinusoidal", fn, cases, "(T, d_model)", mistakes, raise_on_fail=raise_on_fail)
 
 
 def split_heads(fn, raise_on_fail: bool = False) -> CheckResult:
@@ -82,20 +103,26 @@ def split_heads(fn, raise_on_fail: bool = False) -> CheckResult:
         Case((x2, 2), mh.split_heads(x2, 2), "x (2, 3, 8), 2 heads"),
     ]
     mistakes = [
-        Mistake("heads split in the wrong order (a plain view)",
-                "x.view(B, H, T, d_head) cuts each sentence into H chunks of consecutive tokens. "
-                "Split the features first, then move H in front of T: "
-                "x.view(B, T, H, d_head).transpose(1, 2).",
-                lambda x, h: x.reshape(x.shape[0], h, x.shape[1], x.shape[2] // h)),
-        Mistake("features split as (d_head, H) instead of (H, d_head)",
-                "head h owns the consecutive features [h*d_head, (h+1)*d_head): view the last "
-                "dimension as (H, d_head), not (d_head, H).",
-                lambda x, h: x.view(x.shape[0], x.shape[1], x.shape[2] // h, h).permute(0, 3, 1, 2)),
-        Mistake("a missing transpose", "after the view (B, T, H, d_head), swap T and H.",
-                lambda x, h: x.view(x.shape[0], x.shape[1], h, x.shape[2] // h)),
+        Mistake(
+            "heads split in the wrong order (a plain view)",
+            "x.view(B, H, T, d_head) cuts each sentence into H chunks of consecutive tokens. "
+            "Split the features first, then move H in front of T: "
+            "x.view(B, T, H, d_head).transpose(1, 2).",
+            lambda x, h: x.reshape(x.shape[0], h, x.shape[1], x.shape[2] // h),
+        ),
+        Mistake(
+            "features split as (d_head, H) instead of (H, d_head)",
+            "head h owns the consecutive features [h*d_head, (h+1)*d_head): view the last "
+            "dimension as (H, d_head), not (d_head, H).",
+            lambda x, h: x.view(x.shape[0], x.shape[1], x.shape[2] // h, h).permute(0, 3, 1, 2),
+        ),
+        Mistake(
+            "a missing transpose",
+            "after the view (B, T, H, d_head), swap T and H.",
+            lambda x, h: x.view(x.shape[0], x.shape[1], h, x.shape[2] // h),
+        ),
     ]
-    return run_check("split_heads", fn, cases, "(x, num_heads)", mistakes,
-                     raise_on_fail=raise_on_fail)
+    return run_check("split_heads", fn, cases, "(x, num_heads)", mistakes, raise_on_fail=raise_on_fail)
 
 
 def _mha(x, W_q, W_k, W_v, W_o, num_heads, scale_by=None, split=mh.split_heads, transpose=False):
@@ -108,28 +135,53 @@ def _mha(x, W_q, W_k, W_v, W_o, num_heads, scale_by=None, split=mh.split_heads, 
 
 def multihead_attention(fn, raise_on_fail: bool = False) -> CheckResult:
     """Check ``fn(x, W_q, W_k, W_v, W_o, num_heads) -> (B, T, d_model)`` (no biases, Q = x @ W_q)."""
-    torch.manual_seed(1)
-    d_model, H = 12, 3
-    x = torch.randn(2, 5, d_model)
-    Ws = [torch.randn(d_model, d_model) / d_model**0.5 for _ in range(4)]
+    gen = torch.Generator().manual_seed(1)  # the global random state stays the learner's
+
+    def inputs(B, T, d_model, H):
+        x = torch.randn(B, T, d_model, generator=gen)
+        Ws = [torch.randn(d_model, d_model, generator=gen) / d_model**0.5 for _ in range(4)]
+        return (x, *Ws, H)
 
     def wrong_split(x, h):
         return x.reshape(x.shape[0], h, x.shape[1], x.shape[2] // h)
 
-    cases = [Case((x, *Ws, H), _mha(x, *Ws, H), "x (2, 5, 12), 3 heads")]
-    mistakes = [
-        Mistake("scaling by d_model instead of d_head",
-                "each head's scores are dot products of d_head numbers, so divide by "
-                "sqrt(d_head) = sqrt(d_model / num_heads), not sqrt(d_model).",
-                lambda x, a, b, c, o, h: _mha(x, a, b, c, o, h, scale_by=x.shape[-1])),
-        Mistake("heads split in the wrong order (a plain view)",
-                "use x.view(B, T, H, d_head).transpose(1, 2), not x.view(B, H, T, d_head).",
-                lambda x, a, b, c, o, h: _mha(x, a, b, c, o, h, split=wrong_split)),
-        Mistake("a transposed projection", "with W of shape (d_model, d_model) use x @ W.",
-                lambda x, a, b, c, o, h: _mha(x, a, b, c, o, h, transpose=True)),
+    cases = [
+        Case(args, _mha(*args), label)
+        for args, label in (
+            (inputs(2, 5, 12, 3), "x (2, 5, 12), 3 heads"),
+            (inputs(1, 4, 8, 1), "one head: d_head = d_model = 8"),
+            (inputs(3, 6, 6, 6), "as many heads as features: d_head = 1"),
+            (inputs(1, 1, 8, 2), "a single token (T = 1)"),
+        )
     ]
-    return run_check("multihead_attention", fn, cases, "(x, W_q, W_k, W_v, W_o, num_heads)",
-                     mistakes, rtol=1e-4, atol=1e-5, raise_on_fail=raise_on_fail)
+    mistakes = [
+        Mistake(
+            "scaling by d_model instead of d_head",
+            "each head's scores are dot products of d_head numbers, so divide by "
+            "sqrt(d_head) = sqrt(d_model / num_heads), not sqrt(d_model).",
+            lambda x, a, b, c, o, h: _mha(x, a, b, c, o, h, scale_by=x.shape[-1]),
+        ),
+        Mistake(
+            "heads split in the wrong order (a plain view)",
+            "use x.view(B, T, H, d_head).transpose(1, 2), not x.view(B, H, T, d_head).",
+            lambda x, a, b, c, o, h: _mha(x, a, b, c, o, h, split=wrong_split),
+        ),
+        Mistake(
+            "a transposed projection",
+            "with W of shape (d_model, d_model) use x @ W.",
+            lambda x, a, b, c, o, h: _mha(x, a, b, c, o, h, transpose=True),
+        ),
+    ]
+    return run_check(
+        "multihead_attention",
+        fn,
+        cases,
+        "(x, W_q, W_k, W_v, W_o, num_heads)",
+        mistakes,
+        rtol=1e-4,
+        atol=1e-5,
+        raise_on_fail=raise_on_fail,
+    )
 
 
 def shuffled_weights(fn, raise_on_fail: bool = False) -> CheckResult:
@@ -160,24 +212,31 @@ def shuffled_weights(fn, raise_on_fail: bool = False) -> CheckResult:
         Case((A2, perm2), right(A2, perm2), "random weights (5, 5), perm [1, 2, 3, 4, 0]"),
     ]
     mistakes = [
-        Mistake("only the rows permuted",
-                "shuffling the tokens moves the queries (rows) and the keys (columns) alike: "
-                "permute both, weights[perm][:, perm].",
-                lambda A, p: np.asarray(A)[p]),
-        Mistake("only the columns permuted",
-                "the queries (rows) move with the tokens too: weights[perm][:, perm].",
-                lambda A, p: np.asarray(A)[:, p]),
-        Mistake("the inverse permutation",
-                "new position i holds old token perm[i], so new row i is old row perm[i]: index "
-                "with perm itself, not with its inverse np.argsort(perm).",
-                inverse),
-        Mistake("unchanged weights",
-                "the weights do not care about order, but they do follow the tokens: row i of "
-                "the shuffled sentence belongs to the token now at position i.",
-                lambda A, p: np.asarray(A)),
+        Mistake(
+            "only the rows permuted",
+            "shuffling the tokens moves the queries (rows) and the keys (columns) alike: "
+            "permute both, weights[perm][:, perm].",
+            lambda A, p: np.asarray(A)[p],
+        ),
+        Mistake(
+            "only the columns permuted",
+            "the queries (rows) move with the tokens too: weights[perm][:, perm].",
+            lambda A, p: np.asarray(A)[:, p],
+        ),
+        Mistake(
+            "the inverse permutation",
+            "new position i holds old token perm[i], so new row i is old row perm[i]: index "
+            "with perm itself, not with its inverse np.argsort(perm).",
+            inverse,
+        ),
+        Mistake(
+            "unchanged weights",
+            "the weights do not care about order, but they do follow the tokens: row i of "
+            "the shuffled sentence belongs to the token now at position i.",
+            lambda A, p: np.asarray(A),
+        ),
     ]
-    return run_check("shuffled_weights", fn, cases, "(weights, perm)", mistakes,
-                     raise_on_fail=raise_on_fail)
+    return run_check("shuffled_weights", fn, cases, "(weights, perm)", mistakes, raise_on_fail=raise_on_fail)
 
 
 def merge_heads(fn, raise_on_fail: bool = False) -> CheckResult:
@@ -191,15 +250,19 @@ def merge_heads(fn, raise_on_fail: bool = False) -> CheckResult:
         Case((x2,), mh.merge_heads(x2), "x = arange, shape (2, 2, 3, 2)"),
     ]
     mistakes = [
-        Mistake("a plain reshape without the transpose",
-                "x.reshape(B, T, H * d_head) glues the rows of head 0 together, then those of "
-                "head 1, ...: it mixes tokens. Bring T back next to B first: "
-                "x.transpose(1, 2).reshape(B, T, H * d_head).",
-                lambda x: x.reshape(x.shape[0], x.shape[2], -1)),
-        Mistake("features merged as (d_head, H) instead of (H, d_head)",
-                "head h must fill the consecutive features [h*d_head, (h+1)*d_head): "
-                "x.transpose(1, 2) gives (B, T, H, d_head), then merge the last two.",
-                lambda x: x.permute(0, 2, 3, 1).reshape(x.shape[0], x.shape[2], -1)),
+        Mistake(
+            "a plain reshape without the transpose",
+            "x.reshape(B, T, H * d_head) glues the rows of head 0 together, then those of "
+            "head 1, ...: it mixes tokens. Bring T back next to B first: "
+            "x.transpose(1, 2).reshape(B, T, H * d_head).",
+            lambda x: x.reshape(x.shape[0], x.shape[2], -1),
+        ),
+        Mistake(
+            "features merged as (d_head, H) instead of (H, d_head)",
+            "head h must fill the consecutive features [h*d_head, (h+1)*d_head): "
+            "x.transpose(1, 2) gives (B, T, H, d_head), then merge the last two.",
+            lambda x: x.permute(0, 2, 3, 1).reshape(x.shape[0], x.shape[2], -1),
+        ),
     ]
     return run_check("merge_heads", fn, cases, "(x)", mistakes, raise_on_fail=raise_on_fail)
 
@@ -218,25 +281,42 @@ def mha_parameter_count(fn, raise_on_fail: bool = False) -> CheckResult:
         Case((12, 3, False), right(12, 3, False), "d_model=12, 3 heads, no biases"),
     ]
     mistakes = [
-        Mistake("the output projection forgotten",
-                "after merging the heads, W_o (d_model x d_model, plus its bias) mixes them: "
-                "four projections, not three.",
-                lambda d, h, b: 3 * d * d + (3 * d if b else 0)),
-        Mistake("biases forgotten",
-                "with bias=True each of the four nn.Linear layers has a bias of d_model numbers.",
-                lambda d, h, b: 4 * d * d),
-        Mistake("biases counted although bias=False",
-                "with bias=False the four projections have weights only: 4 * d_model**2.",
-                lambda d, h, b: 4 * d * d + 4 * d),
-        Mistake("one full d_model x d_model projection per head",
-                "the heads share W_q, W_k, W_v: each head reads its own d_head columns of one "
-                "d_model x d_model matrix, so the count does not depend on num_heads.",
-                lambda d, h, b: h * (3 * d * d + (3 * d if b else 0)) + d * d + (d if b else 0)),
-        Mistake("one d_head x d_head projection per head",
-                "every head reads the whole token (all d_model features) and writes d_head "
-                "features: its slice of W_q is d_model x d_head, not d_head x d_head.",
-                lambda d, h, b: h * 3 * ((d // h) ** 2 + ((d // h) if b else 0))
-                + d * d + (d if b else 0)),
+        Mistake(
+            "the output projection forgotten",
+            "after merging the heads, W_o (d_model x d_model, plus its bias) mixes them: "
+            "four projections, not three.",
+            lambda d, h, b: 3 * d * d + (3 * d if b else 0),
+        ),
+        Mistake(
+            "biases forgotten",
+            "with bias=True each of the four nn.Linear layers has a bias of d_model numbers.",
+            lambda d, h, b: 4 * d * d,
+        ),
+        Mistake(
+            "biases counted although bias=False",
+            "with bias=False the four projections have weights only: 4 * d_model**2.",
+            lambda d, h, b: 4 * d * d + 4 * d,
+        ),
+        Mistake(
+            "one full d_model x d_model projection per head",
+            "the heads share W_q, W_k, W_v: each head reads its own d_head columns of one "
+            "d_model x d_model matrix, so the count does not depend on num_heads.",
+            lambda d, h, b: h * (3 * d * d + (3 * d if b else 0)) + d * d + (d if b else 0),
+        ),
+        Mistake(
+            "one d_head x d_head projection per head",
+            "every head reads the whole token (all d_model features) and writes d_head "
+            "features: its slice of W_q is d_model x d_head, not d_head x d_head.",
+            lambda d, h, b: h * 3 * ((d // h) ** 2 + ((d // h) if b else 0)) + d * d + (d if b else 0),
+        ),
     ]
-    return run_check("mha_parameter_count", fn, cases, "(d_model, num_heads, bias)", mistakes,
-                     rtol=0.0, atol=0.5, raise_on_fail=raise_on_fail)
+    return run_check(
+        "mha_parameter_count",
+        fn,
+        cases,
+        "(d_model, num_heads, bias)",
+        mistakes,
+        rtol=0.0,
+        atol=0.5,
+        raise_on_fail=raise_on_fail,
+    )

@@ -1,12 +1,18 @@
-"""The chapter 6 check added with the chapter, ``check.fix_inverted_mask``: it passes right answers
-(however the learner spells the mask) and names each classic mistake it knows (one test per
-mistake), so a learner's wrong code gets the right diagnosis."""
+"""The checks of ``selfattention.checks.masking`` (chapter 6: ``causal_mask``, ``masked_softmax``,
+``kv_step``, ``fix_inverted_mask``): each passes right answers (however the learner spells the
+mask) and names each classic mistake it knows (one wrong implementation per mistake), so a
+learner's wrong code gets the right diagnosis."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_checks_foundations import _np_softmax as _softmax
+from test_checks_foundations import _softmax_no_masked_row
 
 from selfattention import checks as check
 
@@ -69,7 +75,43 @@ def bad_no_mask(q, k, v, lengths):
 
 # Registries in the form tests/test_checks.py collects from every tests/test_checks_*.py
 # ({check: correct fn} and [(check, mistake, wrong fn)]), so its coverage tests count them.
-CORRECT = {"fix_inverted_mask": good_real_tokens}
+def _masked_softmax(scores, mask):
+    return _softmax(np.where(mask, scores, -np.inf))
+
+
+def _kv_step(q, k, v, K_cache, V_cache):
+    K = torch.cat([K_cache, k], dim=2)  # (B, H, S + 1, d)
+    V = torch.cat([V_cache, v], dim=2)
+    w = torch.softmax(q @ K.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
+    return w @ V, K, V
+
+
+def _masked_softmax_multiply(scores, mask):  # "hides" scores by multiplying: 0 * -inf = NaN
+    hidden = scores * np.where(mask, 1.0, -np.inf)
+    e = np.exp(hidden - hidden.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _kv_step_no_append(q, k, v, K_cache, V_cache):
+    w = torch.softmax(q @ K_cache.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
+    return w @ V_cache
+
+
+def _kv_step_is_causal(q, k, v, K_cache, V_cache):
+    K, V = torch.cat([K_cache, k], dim=2), torch.cat([V_cache, v], dim=2)
+    return torch.nn.functional.scaled_dot_product_attention(q, K, V, is_causal=True)
+
+
+def _causal_no_diagonal(T):
+    return torch.ones(T, T, dtype=torch.bool).tril(diagonal=-1)
+
+
+CORRECT = {
+    "fix_inverted_mask": good_real_tokens,
+    "causal_mask": lambda T: torch.ones(T, T, dtype=torch.bool).tril(),
+    "masked_softmax": _masked_softmax,
+    "kv_step": _kv_step,
+}
 MORE_CORRECT = [("fix_inverted_mask", good_negated), ("fix_inverted_mask", good_additive_with_weights)]
 MISTAKES = [
     ("fix_inverted_mask", "the inverted mask left in (True = padding)", bad_unchanged),
@@ -77,6 +119,31 @@ MISTAKES = [
     ("fix_inverted_mask", "a boolean mask turned into a 0/1 float mask", bad_float_01),
     ("fix_inverted_mask", "one padded key let through (<= instead of <)", bad_off_by_one),
     ("fix_inverted_mask", "no mask at all", bad_no_mask),
+    (
+        "causal_mask",
+        "an inverted mask (True = hide)",
+        lambda T: torch.ones(T, T, dtype=torch.bool).triu(diagonal=1),
+    ),
+    ("causal_mask", "the diagonal left out", _causal_no_diagonal),
+    (
+        "causal_mask",
+        "the upper triangle (future allowed, past hidden)",
+        lambda T: torch.ones(T, T, dtype=torch.bool).triu(),
+    ),
+    ("masked_softmax", "an inverted mask", lambda s, m: _softmax(np.where(m, -np.inf, s))),
+    ("masked_softmax", "NaN from 0 * -inf", _masked_softmax_multiply),
+    (
+        "masked_softmax",
+        "a whole row of -inf giving NaN",
+        lambda s, m: _softmax_no_masked_row(np.where(m, s, -np.inf)),
+    ),
+    (
+        "masked_softmax",
+        "masked positions set to 0 instead of -inf",
+        lambda s, m: _softmax(np.where(m, s, 0.0)),
+    ),
+    ("kv_step", "the new key and value not appended", _kv_step_no_append),
+    ("kv_step", "is_causal=True with one query (top-left alignment)", _kv_step_is_causal),
 ]
 
 
