@@ -282,3 +282,11 @@ def test_quick_suite_in_process(tmp_path):
                 c["flops"] / c["median_s"] / 1e9, rel=1e-6)
     summary = bench.write_summary(results, tmp_path / "summary.md").read_text()
     assert "Targets" in summary
+
+
+def test_every_target_says_why_it_can_be_missed():
+    from selfattention.bench import report
+
+    names = {t["name"] for t in bench.target_ratios({"cases": []})}
+    assert names == set(report._WHY)
+    assert "copy of q" not in report._WHY["tiled_peak_extra_mib"]  # tiled.py reads q through a view
