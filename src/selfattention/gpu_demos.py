@@ -58,9 +58,9 @@ def live_sweep(
 ) -> list[dict[str, Any]]:
     """Time (and probe the memory of) each implementation at each T; one dict per case.
 
-    Uses :func:`bench.time_fn` (warm-up, synchronisation on a GPU, median of ``repeats``) and
-    :func:`bench.peak_extra_bytes`. ``only`` restricts an implementation to some T (e.g. the loops
-    to T <= 64).
+    Uses :func:`~selfattention.bench.probes.time_fn` (warm-up, synchronisation on a GPU, median
+    of ``repeats``) and :func:`~selfattention.bench.probes.peak_extra_bytes`. ``only`` restricts
+    an implementation to some T (e.g. the loops to T <= 64).
 
     Returns:
         dicts with ``impl``, ``T``, ``causal`` (named as in a results file), ``median_s``,
@@ -142,7 +142,7 @@ class SimulatedStream:
 
     It behaves like a GPU as far as timing goes: a clock read right after ``launch`` measures only
     the launch, as ``time.perf_counter()`` around a CUDA kernel does without
-    ``torch.cuda.synchronize()``. Use it as a context manager, or call :meth:`close`.
+    ``torch.cuda.synchronize()``. Use it as a context manager, or call ``close()``.
     """
 
     def __init__(self) -> None:
@@ -249,8 +249,8 @@ def sdpa_backends(
 def tiled_walkthrough(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size: int, is_causal: bool = False
 ) -> dict[str, Any]:
-    """Run :func:`tiled.tiled_attention` on q (T, d), k (S, d), v (S, d) with a trace and collect
-    what a picture of each step needs.
+    """Run :func:`~selfattention.tiled.tiled_attention` on q (T, d), k (S, d), v (S, d) with a
+    trace and collect what a picture of each step needs.
 
     Returns:
         dict with ``T``, ``S``, ``block_size``, ``is_causal``, ``out`` (T, d), ``trace`` (one dict

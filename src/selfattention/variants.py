@@ -5,7 +5,7 @@ Three families, each next to a plain reference that the tests compare it with:
 Sliding-window (local) attention
     Query i sees only the ``window`` keys i - window + 1 .. i (causal, as
     :func:`selfattention.masks.sliding_window_mask`), or, bidirectionally, every key j with
-    |i - j| < window. :func:`sliding_window_attention` really does O(T * window) work: it cuts the
+    ``|i - j| < window``. :func:`sliding_window_attention` really does O(T * window) work: it cuts the
     queries into blocks of ``window`` rows and multiplies each block only with the two (causal) or
     three (bidirectional) key blocks it can see, never forming a (T, T) matrix.
     :func:`sliding_window_reference` is full attention with the mask, O(T^2), for testing.
@@ -94,7 +94,7 @@ def local_mask(
     """(T, T) bool mask, True = attend, for sliding-window attention.
 
     Causal: query i sees keys i - window + 1 .. i (exactly ``masks.sliding_window_mask``).
-    Bidirectional (``is_causal=False``): query i sees keys j with |i - j| < window.
+    Bidirectional (``is_causal=False``): query i sees keys j with ``|i - j| < window``.
 
     Raises:
         TypeError: T is not an int.
@@ -148,7 +148,7 @@ def sliding_window_attention(
         window: keys each query sees (>= 1), including itself. ``window >= T`` gives full causal
             (or, bidirectionally, full) attention.
         is_causal: keys i - window + 1 .. i (True, the default, as ``masks.sliding_window_mask``)
-            or keys |i - j| < window (False).
+            or keys ``|i - j| < window`` (False).
         scale: multiply the scores by this; default 1/sqrt(d_k).
     Returns:
         out (..., T, d_v), equal to :func:`sliding_window_reference`'s output.

@@ -3,8 +3,8 @@
 * :mod:`~selfattention.bench.probes`: FLOPs, the timer, the memory probe, the matmul ceiling and
   the machine's context;
 * :mod:`~selfattention.bench.impls`: the one table of implementations under test, their plot
-  style, the input maker and :func:`attention_fn`;
-* :mod:`~selfattention.bench.suite`: :class:`SuiteConfig` and :func:`run_suite`;
+  style, the input maker and ``attention_fn``;
+* :mod:`~selfattention.bench.suite`: ``SuiteConfig`` and ``run_suite``;
 * :mod:`~selfattention.bench.report`: the targets, series and slopes, the plots and the summary;
 * :mod:`~selfattention.bench.reference`: the committed reference results chapter 7 shows.
 

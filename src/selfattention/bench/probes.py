@@ -4,7 +4,7 @@ ceiling and its context (CPU, BLAS, GPU, load).
 How each number is obtained
 ---------------------------
 * Time (:func:`time_fn`): warm-up calls, then ``repeats`` timed calls with
-  :func:`time.perf_counter`; on CUDA/MPS the device is synchronised before starting and before
+  ``time.perf_counter()``; on CUDA/MPS the device is synchronised before starting and before
   stopping the clock, so the queued work is measured and not only its launch. The median is
   reported (robust to a noisy neighbour on a shared machine).
 * FLOPs (:func:`attention_flops`): 4 * B * H * T * S * d for the two matmuls (QK^T and AV,

@@ -127,9 +127,9 @@ def plot_time_memory(
     figsize: tuple[float, float] = (10.5, 3.9),
 ) -> Any:
     """Two log-log panels, median time and extra peak memory against T (non-causal): the cases of
-    ``live`` (from :func:`live_sweep`) as solid lines with filled markers, and those of a
-    ``reference`` results file as dashed lines with hollow markers, labelled with
-    :func:`reference_label`. Grey guide lines show the slopes of T^2 and T. Returns the Figure.
+    ``live`` (from :func:`~selfattention.gpu_demos.live_sweep`) as solid lines with filled
+    markers, and those of a ``reference`` results file as dashed lines with hollow markers,
+    labelled with :func:`reference_label`. Grey guide lines show the slopes of T^2 and T. Returns the Figure.
     """
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D

@@ -48,7 +48,7 @@ class SuiteConfig:
         T_memory: sequence lengths probed for memory only (one call each), beyond T_time.
         loops_T: the lengths at which the pure-Python loops really run; larger T in ``T_time``
             are extrapolated by the T^2 law from the largest of these, and labelled so.
-        impls: implementations to run, in order (see :data:`IMPLEMENTATIONS`).
+        impls: implementations to run, in order (see :data:`~selfattention.bench.impls.IMPLEMENTATIONS`).
         causal: which causal settings to run.
         block_size: the tiled version's block.
         warmup, min_repeats, max_repeats, target_s: per case, ``warmup`` calls, then repeats so
@@ -557,8 +557,8 @@ def run_suite(
     measured, so a run that is killed keeps what it measured.
 
     Returns:
-        ``{"schema": 1, "config": {...}, "context": {...}, "ceilings": {dtype: {...}},
-        "cases": [...], "skipped": [...], "wall_s": ...}``. Each case has ``impl``, ``label``,
+        The results, a dict with ``schema`` (1), ``config``, ``context``, ``ceilings`` (per dtype),
+        ``cases``, ``skipped``, ``broken`` and ``wall_s``. Each case has ``impl``, ``label``,
         ``dtype``, ``B``, ``H``, ``T``, ``S``, ``d``, ``causal``, ``flops``, ``median_s``,
         ``times_s``, ``repeats``, ``gflops``, ``fraction_of_ceiling``, ``peak_extra_bytes``,
         ``extrapolated`` (True only for loops beyond ``loops_T``), ``memory_only``. ``skipped``
