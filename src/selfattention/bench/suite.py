@@ -4,8 +4,7 @@ A run goes in steps: measure the matmul ceiling; run the pure-Python loops at sm
 extrapolate them by the T^2 law); then, length by length, *plan* which implementations to run
 (predicting each one's time and memory from the previous length and skipping those over budget),
 *time* them in interleaved rounds, and *probe* their memory; finally measure the ceiling again.
-Every call is timed by :func:`~selfattention.bench.probes.time_fn`.
-"""
+Every call is timed by :func:`~selfattention.bench.probes.time_fn`."""
 
 from __future__ import annotations
 
