@@ -83,8 +83,8 @@ distclean: clean  ## also remove .venv
 	rm -rf $(VENV)
 
 # ---------------------------------------------------------------------------------------------
-# Targets added by later issues go below (student, bench, browser-test, ...). Give each a
-# "## description" comment so that `make help` lists it, and depend on $(BOOTSTRAP).
+# Teaching and measuring targets (student, grade, browser-test, bench). Each has a
+# "## description" comment, which `make help` lists, and depends on $(BOOTSTRAP).
 # ---------------------------------------------------------------------------------------------
 
 student: $(BOOTSTRAP)  ## write student versions (solutions replaced by stubs) to student/ and student.zip

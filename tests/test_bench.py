@@ -36,7 +36,7 @@ def test_attention_flops_counts_two_matmuls():
 
 def test_attention_flops_causal_is_half():
     full = bench.attention_flops(1, 8, 1024, 1024, 64)
-    assert bench.attention_flops(1, 8, 1024, 1024, 64, causal=True) * 2 == full
+    assert bench.attention_flops(1, 8, 1024, 1024, 64, is_causal=True) * 2 == full
 
 
 def test_attention_flops_matches_loops_count():
@@ -231,8 +231,8 @@ def test_target_ratios_on_a_synthetic_result():
 
 def test_unknown_implementation_is_rejected():
     q = torch.zeros(1, 1, 4, 4)
-    with pytest.raises(ValueError, match="unknown implementation"):
-        bench._make_fn("nope", q, q, q, False, 4)
+    with pytest.raises(ValueError, match=r"impl must be one of \[.*'tiled'.*\], got 'nope'"):
+        bench.attention_fn("nope", q, q, q, is_causal=False, block_size=4)
 
 
 def test_cli_quick_end_to_end(tmp_path):
@@ -282,3 +282,11 @@ def test_quick_suite_in_process(tmp_path):
                 c["flops"] / c["median_s"] / 1e9, rel=1e-6)
     summary = bench.write_summary(results, tmp_path / "summary.md").read_text()
     assert "Targets" in summary
+
+
+def test_every_target_says_why_it_can_be_missed():
+    from selfattention.bench import report
+
+    names = {t["name"] for t in bench.target_ratios({"cases": []})}
+    assert names == set(report._WHY)
+    assert "copy of q" not in report._WHY["tiled_peak_extra_mib"]  # tiled.py reads q through a view

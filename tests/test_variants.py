@@ -59,10 +59,10 @@ def test_bidirectional_sliding_window_equals_the_symmetric_band(T, window):
     q, k, v = _qkv((2, T, 3), seed=T + window)
     i, j = torch.arange(T)[:, None], torch.arange(T)[None, :]
     band = (i - j).abs() < window
-    assert torch.equal(V.local_mask(T, window, causal=False), band)
+    assert torch.equal(V.local_mask(T, window, is_causal=False), band)
     want = F.scaled_dot_product_attention(q, k, v, attn_mask=band)
-    _close(V.sliding_window_attention(q, k, v, window, causal=False), want)
-    _close(V.sliding_window_reference(q, k, v, window, causal=False)[0], want)
+    _close(V.sliding_window_attention(q, k, v, window, is_causal=False), want)
+    _close(V.sliding_window_reference(q, k, v, window, is_causal=False)[0], want)
 
 
 def test_sliding_window_as_wide_as_the_sequence_is_causal_attention():
@@ -70,7 +70,7 @@ def test_sliding_window_as_wide_as_the_sequence_is_causal_attention():
     want = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     _close(V.sliding_window_attention(q, k, v, 12), want)
     _close(V.sliding_window_attention(q, k, v, 100), want)
-    _close(V.sliding_window_attention(q, k, v, 12, causal=False),
+    _close(V.sliding_window_attention(q, k, v, 12, is_causal=False),
            F.scaled_dot_product_attention(q, k, v))
 
 
@@ -114,7 +114,7 @@ def _kernel_attention_by_loops(q, k, v, causal):
 def test_linear_attention_reference_is_the_kernelised_attention(causal):
     q, k, v = _qkv((6, 3), d_v=2)
     want = _kernel_attention_by_loops(q, k, v, causal)
-    out, weights = V.linear_attention_reference(q, k, v, causal=causal)
+    out, weights = V.linear_attention_reference(q, k, v, is_causal=causal)
     _close(out, want)
     assert torch.all(weights >= 0)
     _close(weights.sum(-1), torch.ones(6, dtype=q.dtype))
@@ -128,8 +128,8 @@ def test_linear_attention_reference_is_the_kernelised_attention(causal):
 @pytest.mark.parametrize("causal", [False, True])
 def test_linear_attention_equals_the_quadratic_computation(T, chunk_size, causal, dtype):
     q, k, v = _qkv((2, 3, T, 4), d_v=5, dtype=dtype, seed=T + chunk_size)
-    got = V.linear_attention(q, k, v, causal=causal, chunk_size=chunk_size)
-    want, _ = V.linear_attention_reference(q, k, v, causal=causal)
+    got = V.linear_attention(q, k, v, is_causal=causal, chunk_size=chunk_size)
+    want, _ = V.linear_attention_reference(q, k, v, is_causal=causal)
     assert got.shape == (2, 3, T, 5) and got.dtype == dtype
     _close(got, want, dtype)
 
@@ -164,8 +164,8 @@ def test_elu_feature_map_is_positive_and_continuous():
 CAUSAL_VARIANTS = {
     "sliding window 3": lambda q, k, v: V.sliding_window_attention(q, k, v, 3),
     "sliding window 8": lambda q, k, v: V.sliding_window_attention(q, k, v, 8),
-    "linear, chunk 4": lambda q, k, v: V.linear_attention(q, k, v, causal=True, chunk_size=4),
-    "linear, chunk 64": lambda q, k, v: V.linear_attention(q, k, v, causal=True),
+    "linear, chunk 4": lambda q, k, v: V.linear_attention(q, k, v, is_causal=True, chunk_size=4),
+    "linear, chunk 64": lambda q, k, v: V.linear_attention(q, k, v, is_causal=True),
 }
 
 
@@ -183,7 +183,7 @@ def test_causal_variants_pass_the_future_token_test(name):
 
 
 @pytest.mark.parametrize("fn", [
-    lambda q, k, v: V.sliding_window_attention(q, k, v, 3, causal=False),
+    lambda q, k, v: V.sliding_window_attention(q, k, v, 3, is_causal=False),
     lambda q, k, v: V.linear_attention(q, k, v),
 ])
 def test_non_causal_variants_fail_the_future_token_test(fn):
@@ -216,9 +216,9 @@ class _LargestTensor(TorchDispatchMode):
 
 @pytest.mark.parametrize("name, fn", [
     ("sliding window 16", lambda q, k, v: V.sliding_window_attention(q, k, v, 16)),
-    ("bidirectional window 16", lambda q, k, v: V.sliding_window_attention(q, k, v, 16, causal=False)),
+    ("bidirectional window 16", lambda q, k, v: V.sliding_window_attention(q, k, v, 16, is_causal=False)),
     ("linear", lambda q, k, v: V.linear_attention(q, k, v)),
-    ("causal linear, chunk 16", lambda q, k, v: V.linear_attention(q, k, v, causal=True, chunk_size=16)),
+    ("causal linear, chunk 16", lambda q, k, v: V.linear_attention(q, k, v, is_causal=True, chunk_size=16)),
 ])
 def test_efficient_variants_use_memory_linear_in_T(name, fn):
     T, d = 1024, 4
@@ -327,9 +327,9 @@ def test_the_penalty_trains_the_hops_apart():
      ["q", "torch.Tensor"]),
     (lambda q, k, v: V.sliding_window_reference(q, k, v, 0), ValueError, ["window"]),
     (lambda q, k, v: V.linear_attention(q, k, v, chunk_size=0), ValueError, ["chunk_size"]),
-    (lambda q, k, v: V.linear_attention(q, k[..., :3, :], v[..., :3, :], causal=True), ValueError,
+    (lambda q, k, v: V.linear_attention(q, k[..., :3, :], v[..., :3, :], is_causal=True), ValueError,
      ["causal", "(2, 5, 4)", "(2, 3, 4)"]),
-    (lambda q, k, v: V.linear_attention_reference(q, k[..., :3, :], v[..., :3, :], causal=True),
+    (lambda q, k, v: V.linear_attention_reference(q, k[..., :3, :], v[..., :3, :], is_causal=True),
      ValueError, ["T == S"]),
     (lambda q, k, v: V.linear_attention(q, k, v[..., :4, :]), ValueError, ["(2, 4, 4)"]),
     (lambda q, k, v: V.linear_attention(q[..., :0, :], k, v), ValueError, ["empty", "q"]),

@@ -95,6 +95,9 @@ def test_frames_grid_links_every_inner_stack() -> None:
         (lambda: widgets.frames_grid([[b"\x89PNG\r\n\x1a\nx"], []], ["a", "b"], ["c"]),
          ValueError, "rows"),
         (lambda: widgets.figure_to_png("fig"), TypeError, "fig"),
+        (lambda: widgets.figure_to_png(matplotlib.figure.Figure(), colors=300), ValueError,
+         "colors: expected None or an int from 2 to 256, got 300"),
+        (lambda: widgets.frames([b"\x89PNG\r\n\x1a\nxx"], ["a"], colors=1), ValueError, "colors"),
         (lambda: widgets.live(print), ValueError, "controls"),
         (lambda: widgets.live(42, s="x"), TypeError, "fn"),
         (lambda: widgets.live(print, s=3.5), TypeError, "s"),
@@ -147,3 +150,29 @@ def test_function_frames_close_each_figure_as_they_go():
         box = frames_grid_from_function(draw, range(5), range(5))
     assert len(box.stack.children) == 5
     assert plt.get_fignums() == []
+
+
+def test_palette_frames_are_smaller_and_look_the_same():
+    import io
+
+    from PIL import Image
+
+    full = widgets.figure_to_png(weights_figure(1))
+    small = widgets.figure_to_png(weights_figure(1), colors=widgets.DEFAULT_COLORS)
+    assert Image.open(io.BytesIO(full)).mode in ("RGB", "RGBA")
+    assert Image.open(io.BytesIO(small)).mode == "P"
+    assert len(small) < 0.6 * len(full)
+    a = np.asarray(Image.open(io.BytesIO(full)).convert("RGB"), dtype=float)
+    b = np.asarray(Image.open(io.BytesIO(small)).convert("RGB"), dtype=float)
+    assert a.shape == b.shape and np.abs(a - b).mean() < 2.0  # out of 255: no visible change
+
+
+def test_frames_use_the_palette_by_default():
+    import io
+
+    from PIL import Image
+
+    box = widgets.frames_from_function(weights_figure, range(2))
+    assert all(Image.open(io.BytesIO(img.value)).mode == "P" for img in box.stack.children)
+    box = widgets.frames_from_function(weights_figure, range(2), colors=None)
+    assert all(Image.open(io.BytesIO(img.value)).mode != "P" for img in box.stack.children)

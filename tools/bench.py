@@ -9,6 +9,9 @@ Usage:
 Writes ``results.json``, ``summary.md`` (the course's target ratios, met or missed) and the plots
 (time and memory against T, GFLOP/s at T=2048) into the output folder. One line per case is
 printed while it runs. See ``selfattention.bench`` for how each number is measured.
+
+Like every tool here it imports the installed library (``make venv`` installs it with
+``pip install -e .``); from a bare checkout, run it with ``PYTHONPATH=src``.
 """
 
 from __future__ import annotations
@@ -19,16 +22,14 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("MPLBACKEND", "Agg")
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT / "src") not in sys.path:  # run from a checkout without installing
-    sys.path.insert(0, str(ROOT / "src"))
+from selfattention import bench
+from selfattention.devices import pick_device
 
-from selfattention import bench  # noqa: E402
-from selfattention.devices import pick_device  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("MPLBACKEND", "Agg")  # plots are files; no window opens
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")

@@ -1,6 +1,8 @@
 """Correctness of the library on a CUDA device: run once where a GPU is present.
 
-    PYTHONPATH=src python tools/gpu_check.py [--out results/gpu-check.json]
+    python tools/gpu_check.py [--out results/gpu-check.json]
+
+(with the library installed, ``pip install -e .``; from a bare checkout, ``PYTHONPATH=src``).
 
 Compares the course's attention paths with torch's SDPA on the GPU in float32, float16 and
 bfloat16 (causal and not, T != S, bool masks, fully masked rows), checks the KV cache against

@@ -223,8 +223,9 @@ class TinyTransformer(nn.Module):
             (logits, weights): logits (B, T_new, vocab_size), equal to the last T_new rows of
             ``forward`` on the whole sequence; weights (num_layers, B, H, T_new, S).
         Raises:
-            TypeError, ValueError: as :meth:`forward`, and ValueError when ``caches`` does not
-            hold one cache per layer of matching batch size.
+            TypeError: as :meth:`forward`.
+            ValueError: as :meth:`forward`, or ``caches`` does not hold one cache per layer of
+                matching batch size.
         """
         if len(caches) != len(self.blocks):
             raise ValueError(

@@ -45,8 +45,8 @@ def tiled_attention(
         trace: if a list is given, one dict per key block is appended with the block's range,
             whether it was skipped and the running ``m`` and ``l`` after it (for teaching).
     Returns:
-        out (..., T, d_v), equal to softmax(q k^T * scale + mask) v. Rows that see no key (only
-        possible when S < T is impossible under top-left causal; kept for safety) are zeros.
+        out (..., T, d_v), equal to softmax(q k^T * scale + mask) v. A row that sees no key would
+        be zeros; under top-left causal alignment every row sees key 0, so that is a safeguard.
     Raises:
         TypeError: an input is not a floating tensor, dtypes differ, or ``block_size`` is not an
             int (NumPy integers are fine).

@@ -5,7 +5,7 @@ Three families, each next to a plain reference that the tests compare it with:
 Sliding-window (local) attention
     Query i sees only the ``window`` keys i - window + 1 .. i (causal, as
     :func:`selfattention.masks.sliding_window_mask`), or, bidirectionally, every key j with
-    |i - j| < window. :func:`sliding_window_attention` really does O(T * window) work: it cuts the
+    ``|i - j| < window``. :func:`sliding_window_attention` really does O(T * window) work: it cuts the
     queries into blocks of ``window`` rows and multiplies each block only with the two (causal) or
     three (bidirectional) key blocks it can see, never forming a (T, T) matrix.
     :func:`sliding_window_reference` is full attention with the mask, O(T^2), for testing.
@@ -73,19 +73,19 @@ def _check_self(q, k, what: str) -> None:
 
 
 def local_mask(
-    T: int, window: int, causal: bool = True, device: torch.device | str | None = None
+    T: int, window: int, is_causal: bool = True, device: torch.device | str | None = None
 ) -> torch.Tensor:
     """(T, T) bool mask, True = attend, for sliding-window attention.
 
     Causal: query i sees keys i - window + 1 .. i (exactly ``masks.sliding_window_mask``).
-    Bidirectional (``causal=False``): query i sees keys j with |i - j| < window.
+    Bidirectional (``is_causal=False``): query i sees keys j with ``|i - j| < window``.
 
     Raises:
         TypeError: T is not an int.
         ValueError: T or ``window`` < 1.
     """
     causal_band = masks.sliding_window_mask(T, window, device=device)
-    if causal:
+    if is_causal:
         return causal_band
     return causal_band | causal_band.T
 
@@ -95,7 +95,7 @@ def sliding_window_reference(
     k: torch.Tensor,
     v: torch.Tensor,
     window: int,
-    causal: bool = True,
+    is_causal: bool = True,
     scale: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sliding-window attention the slow way: full (T, T) scores with :func:`local_mask`.
@@ -106,7 +106,7 @@ def sliding_window_reference(
     _check_qkv(q, k, v)
     _check_self(q, k, "sliding-window attention")
     require_int("window", window)
-    mask = local_mask(q.shape[-2], window, causal=causal, device=q.device)
+    mask = local_mask(q.shape[-2], window, is_causal=is_causal, device=q.device)
     return scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
 
 
@@ -115,7 +115,7 @@ def sliding_window_attention(
     k: torch.Tensor,
     v: torch.Tensor,
     window: int,
-    causal: bool = True,
+    is_causal: bool = True,
     scale: float | None = None,
 ) -> torch.Tensor:
     """Sliding-window attention in O(T * window) time and memory (banded, never (T, T)).
@@ -131,8 +131,8 @@ def sliding_window_attention(
         q: (..., T, d_k). k: (..., T, d_k). v: (..., T, d_v). Same leading dimensions, T == S.
         window: keys each query sees (>= 1), including itself. ``window >= T`` gives full causal
             (or, bidirectionally, full) attention.
-        causal: keys i - window + 1 .. i (True, the default, as ``masks.sliding_window_mask``)
-            or keys |i - j| < window (False).
+        is_causal: keys i - window + 1 .. i (True, the default, as ``masks.sliding_window_mask``)
+            or keys ``|i - j| < window`` (False).
         scale: multiply the scores by this; default 1/sqrt(d_k).
     Returns:
         out (..., T, d_v), equal to :func:`sliding_window_reference`'s output.
@@ -149,7 +149,7 @@ def sliding_window_attention(
     w = min(window, T)
     n_blocks = -(-T // w)
     pad_end = n_blocks * w - T
-    after = 0 if causal else w  # a bidirectional block also sees the next key block
+    after = 0 if is_causal else w  # a bidirectional block also sees the next key block
     span = 2 * w + after  # keys per query block
     if scale is None:
         scale = 1.0 / math.sqrt(d_k)
@@ -168,7 +168,7 @@ def sliding_window_attention(
     kpos = (blk - 1) * w + torch.arange(span, device=q.device)[None, None, :]  # (n_blocks, 1, span)
     offset = qpos - kpos  # i - j
     allowed = (offset < window) & (kpos >= 0) & (kpos < T)
-    allowed &= (offset >= 0) if causal else (offset > -window)
+    allowed &= (offset >= 0) if is_causal else (offset > -window)
     scores.masked_fill_(~allowed, float("-inf"))
     weights = torch.softmax(scores, dim=-1)  # every real query sees at least itself
     out = (weights @ vb).reshape(*lead, n_blocks * w, d_v)
@@ -193,7 +193,7 @@ def linear_attention_reference(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    causal: bool = False,
+    is_causal: bool = False,
     feature_map: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Kernelised attention computed the quadratic way, with explicit (T, S) weights.
@@ -208,11 +208,11 @@ def linear_attention_reference(
         see :func:`linear_attention`.
     """
     _check_qkv(q, k, v)
-    if causal:
+    if is_causal:
         _check_self(q, k, "causal linear attention")
     phi = elu_feature_map if feature_map is None else feature_map
     sim = phi(q) @ phi(k).transpose(-1, -2)  # (..., T, S), all > 0
-    if causal:
+    if is_causal:
         sim = sim.tril()
     weights = sim / sim.sum(dim=-1, keepdim=True)
     return weights @ v, weights
@@ -222,7 +222,7 @@ def linear_attention(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    causal: bool = False,
+    is_causal: bool = False,
     feature_map: Callable[[torch.Tensor], torch.Tensor] | None = None,
     chunk_size: int = 64,
 ) -> torch.Tensor:
@@ -239,7 +239,7 @@ def linear_attention(
     Args:
         q: (..., T, d_k). k: (..., S, d_k). v: (..., S, d_v). Same leading dimensions; causal
             needs T == S.
-        causal: query i uses keys j <= i only.
+        is_causal: query i uses keys j <= i only.
         feature_map: phi, applied to q and k; must return positive numbers. Default
             :func:`elu_feature_map`. (No 1/sqrt(d_k): the kernel replaces the softmax entirely.)
         chunk_size: chunk length of the causal computation (>= 1); does not change the result.
@@ -254,7 +254,7 @@ def linear_attention(
     require_int("chunk_size", chunk_size)
     phi = elu_feature_map if feature_map is None else feature_map
     qf, kf = phi(q), phi(k)  # (..., T, d_k), (..., S, d_k)
-    if not causal:
+    if not is_causal:
         kv = kf.transpose(-1, -2) @ v  # (..., d_k, d_v): computed once
         z = kf.sum(dim=-2)  # (..., d_k)
         return (qf @ kv) / (qf @ z.unsqueeze(-1))  # (..., T, d_v) / (..., T, 1)

@@ -95,7 +95,7 @@ def pytest_terminal_summary(terminalreporter):
     if chapters:
         heavy = max(chapters, key=lambda r: r.own_bytes)
         tr.write_line(f"heaviest chapter page: {heavy.page}, {heavy.own_bytes / 1e6:.2f} MB of its "
-                      f"own (budget {sitecheck.PAGE_BUDGET_BYTES / 2**20:.0f} MiB)")
+                      f"own (budget {sitecheck.PAGE_BUDGET_BYTES / 1e6:.1f} MB)")
     shots = [r.screenshot for r in REPORTS.values() if r.screenshot]
     if shots:
         tr.write_line(f"screenshots of the first screens: {Path(shots[0]).parent}")
