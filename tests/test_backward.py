@@ -17,7 +17,7 @@ from _helpers import one_thread  # noqa: F401 (autouse: one thread per module)
 from test_tiled import _peak_cpu_bytes
 
 from selfattention import backward as bw
-from selfattention import vectorized
+from selfattention import backward_memory, vectorized
 from selfattention.multihead import scaled_dot_product_attention
 from selfattention.tiled import tiled_attention
 
@@ -326,3 +326,30 @@ def test_tiled_mask_dtype_and_causal_rejected():
         tiled_attention(t, t, t, attn_mask=torch.ones(3, 3))
     with pytest.raises(ValueError, match="attn_mask and is_causal=True cannot be combined"):
         tiled_attention(t, t, t, attn_mask=torch.ones(3, 3, dtype=torch.bool), is_causal=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# backward_memory: what the forward saves, and the measured peak
+# ---------------------------------------------------------------------------------------------
+
+
+def test_saved_bytes_course_keeps_T_by_S_tiled_keeps_out_and_L():
+    T, d = 64, 8
+    q, k, v = (_rand((1, 2, T, d), i, torch.float32).requires_grad_() for i in range(3))
+    assert backward_memory.saved_bytes("tiled", q, k, v, block_size=16) == 2 * (T * d + T) * 4  # out, L
+    assert backward_memory.saved_bytes("course", q, k, v) >= 2 * 2 * T * T * 4  # scores and weights
+    with pytest.raises(ValueError, match=r"impl must be one of \['course', 'sdpa', 'tiled'\], got 'naive'"):
+        backward_memory.forward_fn("naive")
+
+
+def test_measure_rows_and_table():
+    rows = backward_memory.measure([32, 64], impls=("course", "tiled"), repeats=1, d=8)
+    assert [(r["impl"], r["T"]) for r in rows] == [
+        ("course", 32),
+        ("tiled", 32),
+        ("course", 64),
+        ("tiled", 64),
+    ]
+    assert all(r["peak_bytes"] is None or r["peak_bytes"] >= 0 for r in rows)
+    text = backward_memory.table(rows)
+    assert "course saved" in text and "tiled peak" in text and text.count("\n") == 4
