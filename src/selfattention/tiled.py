@@ -166,6 +166,7 @@ class TiledAttentionFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, attn_mask, block_size, is_causal, scale, trace=None):
+        """The online-softmax forward; saves q, k, v, out (N, T, d_v) and L (N, T)."""
         lead, (T, d_k), (S, d_v) = q.shape[:-2], q.shape[-2:], v.shape[-2:]
         q3, k3, v3 = q.reshape(-1, T, d_k), k.reshape(-1, S, d_k), v.reshape(-1, S, d_v)
         mask3 = None if attn_mask is None else attn_mask.expand(*lead, T, S)
@@ -176,6 +177,7 @@ class TiledAttentionFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dout):
+        """dout (..., T, d_v) -> dq, dk, dv of q's, k's and v's shapes (None for the options)."""
         q, k, v, out3, L, attn_mask = ctx.saved_tensors
         block_size, is_causal, scale = ctx.options
         lead, (T, d_k), (S, d_v) = q.shape[:-2], q.shape[-2:], v.shape[-2:]
