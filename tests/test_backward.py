@@ -353,3 +353,22 @@ def test_measure_rows_and_table():
     assert all(r["peak_bytes"] is None or r["peak_bytes"] >= 0 for r in rows)
     text = backward_memory.table(rows)
     assert "course saved" in text and "tiled peak" in text and text.count("\n") == 4
+
+
+@pytest.mark.parametrize("mask_shape", [(7, 6), (1, 3, 7, 6), (2, 1, 7, 6)])
+def test_broadcast_masks_numpy_and_tiled(mask_shape):
+    """A mask broadcast over batch or heads gives SDPA's gradients in both backward passes."""
+    q, k, v, dO = (
+        _rand((2, 3, 7, 4), 0),
+        _rand((2, 3, 6, 4), 1),
+        _rand((2, 3, 6, 3), 2),
+        _rand((2, 3, 7, 3), 3),
+    )
+    mask = torch.rand(*mask_shape, generator=torch.Generator().manual_seed(5)) > 0.3
+    mask[..., 0, :] = False  # and a fully masked row
+    want = _autograd_grads(q, k, v, dO, attn_mask=mask)
+    got_np = bw.attention_backward(q.numpy(), k.numpy(), v.numpy(), dO.numpy(), mask=mask.numpy())
+    got_tiled = _tiled_grads(q, k, v, dO, block_size=4, attn_mask=mask)
+    for g_np, g_t, w in zip(got_np, got_tiled, want):
+        np.testing.assert_allclose(g_np, w.numpy(), atol=1e-12, rtol=1e-12)
+        torch.testing.assert_close(g_t, w, atol=1e-10, rtol=1e-10)
