@@ -14,6 +14,12 @@ Extra memory is O(T * block_size + T * d): linear in T for a fixed block size.
 Under a causal mask (top-left, as torch's ``is_causal``), query i sees keys j <= i, so for the key
 block starting at s0 the queries before s0 see nothing of it: only rows s0.. take part. That skips
 the hidden upper triangle of blocks and halves the work.
+
+The function is differentiable (:class:`TiledAttentionFunction`). Its forward keeps only q, k, v,
+the output and the row logsumexp L = m + log(l) (O(T) numbers beyond the inputs and output), not
+the (T, S) weights P that autograd would store. Its backward walks the key blocks again, recomputes
+each block of P as exp(s - L), and replaces rowsum(dP * P) by D = rowsum(dO * out), which is equal
+(Dao 2023), so its extra memory stays O(T * block_size + T * d) too.
 """
 
 from __future__ import annotations
@@ -22,70 +28,71 @@ import math
 
 import torch
 
-from ._validate import check_qkv_tensors, require_int
+from ._validate import check_mask_shape, check_qkv_tensors, require_int, require_tensor
 
 
-def tiled_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    block_size: int = 128,
-    is_causal: bool = False,
-    scale: float | None = None,
-    trace: list | None = None,
-) -> torch.Tensor:
-    """Attention computed block by block with an online softmax.
-
-    Args:
-        q: (..., T, d_k). k: (..., S, d_k). v: (..., S, d_v). Leading dimensions must match
-            exactly (no broadcasting).
-        block_size: keys per block (>= 1). It need not divide S.
-        is_causal: query i sees keys j <= i (top-left alignment, as torch's ``is_causal``).
-        scale: multiply scores by this; default 1/sqrt(d_k).
-        trace: if a list is given, one dict per key block is appended with the block's range,
-            whether it was skipped and the running ``m`` and ``l`` after it (for teaching).
-    Returns:
-        out (..., T, d_v), equal to softmax(q k^T * scale + mask) v. A row that sees no key would
-        be zeros; under top-left causal alignment every row sees key 0, so that is a safeguard.
-    Raises:
-        TypeError: an input is not a floating tensor, dtypes differ, or ``block_size`` is not an
-            int (NumPy integers are fine).
-        ValueError: shapes disagree, an empty sequence, or ``block_size`` < 1.
-    """
+def _check_inputs(q, k, v, block_size, is_causal, attn_mask) -> int:
+    """Raise a learner-facing error for bad input; return ``block_size`` as a plain int."""
     check_qkv_tensors(q, k, v, same_leading=True)
     block_size = require_int("block_size", block_size)
+    if attn_mask is not None:
+        require_tensor("attn_mask", attn_mask, floating=False)
+        if attn_mask.dtype != torch.bool:
+            raise TypeError(f"attn_mask must have dtype torch.bool (True = attend), got {attn_mask.dtype}.")
+        check_mask_shape("attn_mask", tuple(attn_mask.shape), (*q.shape[:-1], k.shape[-2]))
+        if is_causal:
+            raise ValueError(
+                "attn_mask and is_causal=True cannot be combined (torch forbids it too): fold the "
+                "causal mask into attn_mask with masks.causal_mask(T, S) & attn_mask."
+            )
+    return block_size
 
-    lead = q.shape[:-2]
-    T, d_k = q.shape[-2:]
-    S, d_v = v.shape[-2:]
-    if scale is None:
-        scale = 1.0 / math.sqrt(d_k)
-    # Flatten the leading dimensions to one batch N so that every product is a bmm/baddbmm.
-    q3 = q.reshape(-1, T, d_k)  # (N, T, d_k), a view: no copy of the queries
-    k3 = k.reshape(-1, S, d_k)  # (N, S, d_k)
-    v3 = v.reshape(-1, S, d_v)  # (N, S, d_v)
-    N = q3.shape[0]
 
-    m = torch.full((N, T, 1), float("-inf"), dtype=q.dtype, device=q.device)
-    l = torch.zeros((N, T, 1), dtype=q.dtype, device=q.device)  # noqa: E741 (the paper's name)
-    acc = torch.zeros((N, T, d_v), dtype=q.dtype, device=q.device)
+def _block_scores(q3, kb, r0, s0, s1, is_causal, mask3):
+    """Scores of rows r0.. against the key block [s0, s1), hidden ones set to -inf: (N, T - r0, Bk).
+
+    ``kb`` is the key block already multiplied by the scale.
+    """
+    T = q3.shape[1]
+    s = torch.bmm(q3[:, r0:], kb.transpose(1, 2))  # (N, T - r0, Bk)
+    if is_causal and s0 < T:
+        # Only the block's diagonal part needs a mask: row r0 + i sees key s0 + j iff j <= i.
+        n_diag = min(s1 - s0, T - r0)
+        tri = torch.ones(n_diag, s1 - s0, dtype=torch.bool, device=q3.device).tril()
+        s[:, :n_diag].masked_fill_(~tri, float("-inf"))
+    if mask3 is not None:
+        # (*lead, T, S) broadcast view -> this block only, (N, T - r0, Bk): a block-sized copy
+        mb = mask3[..., r0:, s0:s1].reshape(s.shape)
+        s.masked_fill_(~mb, float("-inf"))
+    return s
+
+
+def _forward(q3, k3, v3, block_size, is_causal, scale, mask3, trace):
+    """Online-softmax forward on (N, T, d) tensors: returns out (N, T, d_v) and L (N, T)."""
+    N, T, _ = q3.shape
+    S, d_v = v3.shape[-2:]
+    m = torch.full((N, T, 1), float("-inf"), dtype=q3.dtype, device=q3.device)
+    l = torch.zeros((N, T, 1), dtype=q3.dtype, device=q3.device)  # noqa: E741 (the paper's name)
+    acc = torch.zeros((N, T, d_v), dtype=q3.dtype, device=q3.device)
 
     for s0 in range(0, S, block_size):
         s1 = min(s0 + block_size, S)
         r0 = s0 if is_causal else 0  # rows < s0 see none of keys s0.. under a causal mask
         if r0 >= T:
             if trace is not None:
-                trace.append({"keys": (s0, s1), "rows": (T, T), "skipped": True,
-                              "m": m[0, :, 0].clone(), "l": l[0, :, 0].clone()})
+                trace.append(
+                    {
+                        "keys": (s0, s1),
+                        "rows": (T, T),
+                        "skipped": True,
+                        "m": m[0, :, 0].clone(),
+                        "l": l[0, :, 0].clone(),
+                    }
+                )
             continue
         kb = k3[:, s0:s1] * scale  # (N, Bk, d_k): scaling a key block is cheaper than q or s
         vb = v3[:, s0:s1]  # (N, Bk, d_v)
-        s = torch.bmm(q3[:, r0:], kb.transpose(1, 2))  # (N, T - r0, Bk) scores of this block
-        if is_causal and s0 < T:
-            # Only the block's diagonal part needs a mask: row r0 + i sees key s0 + j iff j <= i.
-            n_diag = min(s1 - s0, T - r0)
-            tri = torch.ones(n_diag, s1 - s0, dtype=torch.bool, device=q.device).tril()
-            s[:, :n_diag].masked_fill_(~tri, float("-inf"))
+        s = _block_scores(q3, kb, r0, s0, s1, is_causal, mask3)  # (N, T - r0, Bk)
         m_rows = m[:, r0:]
         m_new = torch.maximum(m_rows, s.amax(dim=-1, keepdim=True))  # (N, T - r0, 1)
         # A row that has seen only -inf so far keeps m = -inf; shift it by 0 to avoid NaN.
@@ -101,8 +108,123 @@ def tiled_attention(
         # are alive at once and the peak memory doubles.
         del s, p
         if trace is not None:
-            trace.append({"keys": (s0, s1), "rows": (r0, T), "skipped": False,
-                          "m": m[0, :, 0].clone(), "l": l[0, :, 0].clone()})
+            trace.append(
+                {
+                    "keys": (s0, s1),
+                    "rows": (r0, T),
+                    "skipped": False,
+                    "m": m[0, :, 0].clone(),
+                    "l": l[0, :, 0].clone(),
+                }
+            )
 
+    # The row logsumexp: log(sum_j exp(s_ij)) = m + log(l); -inf for a row that saw no key.
+    L = (m + torch.log(l)).squeeze(-1)  # (N, T)
     l.masked_fill_(l == 0, 1.0)  # rows that saw no key stay zero
-    return acc.div_(l).reshape(*lead, T, d_v)
+    return acc.div_(l), L
+
+
+def _backward(q3, k3, v3, out3, dO3, L, block_size, is_causal, scale, mask3):
+    """Gradients (dq, dk, dv) on (N, T, d) tensors, recomputing P block by block from L."""
+    T = q3.shape[1]
+    S = k3.shape[1]
+    # A row that saw no key has L = -inf and only -inf scores: shift by 0 so exp gives 0, not NaN.
+    L = L.masked_fill(torch.isneginf(L), 0.0).unsqueeze(-1)  # (N, T, 1)
+    D = (dO3 * out3).sum(dim=-1, keepdim=True)  # (N, T, 1) = rowsum(dP * P), see the module doc
+    dq = torch.zeros_like(q3)
+    dk = torch.zeros_like(k3)
+    dv = torch.zeros_like(v3)
+    for s0 in range(0, S, block_size):
+        s1 = min(s0 + block_size, S)
+        r0 = s0 if is_causal else 0
+        if r0 >= T:
+            continue  # no query sees these keys: their gradients stay zero
+        kb = k3[:, s0:s1] * scale  # (N, Bk, d_k), scaled as in the forward
+        vb = v3[:, s0:s1]  # (N, Bk, d_v)
+        dO_rows = dO3[:, r0:]  # (N, T - r0, d_v)
+        p = _block_scores(q3, kb, r0, s0, s1, is_causal, mask3).sub_(L[:, r0:]).exp_()  # P block
+        dv[:, s0:s1] = torch.bmm(p.transpose(1, 2), dO_rows)  # dV_j = P_j^T dO
+        ds = torch.bmm(dO_rows, vb.transpose(1, 2))  # dP_j = dO V_j^T, (N, T - r0, Bk)
+        ds.sub_(D[:, r0:]).mul_(p)  # dS_j = P_j * (dP_j - D), in place
+        del p
+        dq[:, r0:].baddbmm_(ds, kb)  # dQ += dS_j (scale K_j)
+        dk[:, s0:s1] = torch.bmm(ds.transpose(1, 2), q3[:, r0:]).mul_(scale)  # dK_j = scale dS_j^T Q
+        del ds
+    return dq, dk, dv
+
+
+class TiledAttentionFunction(torch.autograd.Function):
+    """Autograd for :func:`tiled_attention`: saves q, k, v, out and L; recomputes P in backward."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, attn_mask, block_size, is_causal, scale, trace=None):
+        """The online-softmax forward; saves q, k, v, out (N, T, d_v) and L (N, T)."""
+        lead, (T, d_k), (S, d_v) = q.shape[:-2], q.shape[-2:], v.shape[-2:]
+        q3, k3, v3 = q.reshape(-1, T, d_k), k.reshape(-1, S, d_k), v.reshape(-1, S, d_v)
+        mask3 = None if attn_mask is None else attn_mask.expand(*lead, T, S)
+        out3, L = _forward(q3, k3, v3, block_size, is_causal, scale, mask3, trace)
+        ctx.save_for_backward(q, k, v, out3, L, attn_mask)
+        ctx.options = (block_size, is_causal, scale)
+        return out3.reshape(*lead, T, d_v)
+
+    @staticmethod
+    def backward(ctx, dout):
+        """dout (..., T, d_v) -> dq, dk, dv of q's, k's and v's shapes (None for the options)."""
+        q, k, v, out3, L, attn_mask = ctx.saved_tensors
+        block_size, is_causal, scale = ctx.options
+        lead, (T, d_k), (S, d_v) = q.shape[:-2], q.shape[-2:], v.shape[-2:]
+        q3, k3, v3 = q.reshape(-1, T, d_k), k.reshape(-1, S, d_k), v.reshape(-1, S, d_v)
+        mask3 = None if attn_mask is None else attn_mask.expand(*lead, T, S)
+        dq, dk, dv = _backward(
+            q3, k3, v3, out3, dout.reshape(out3.shape), L, block_size, is_causal, scale, mask3
+        )
+        return dq.reshape(q.shape), dk.reshape(k.shape), dv.reshape(v.shape), None, None, None, None, None
+
+
+def tiled_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    block_size: int = 128,
+    is_causal: bool = False,
+    scale: float | None = None,
+    trace: list | None = None,
+    attn_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Attention computed block by block with an online softmax; differentiable.
+
+    Args:
+        q: (..., T, d_k). k: (..., S, d_k). v: (..., S, d_v). Leading dimensions must match
+            exactly (no broadcasting).
+        block_size: keys per block (>= 1). It need not divide S.
+        is_causal: query i sees keys j <= i (top-left alignment, as torch's ``is_causal``).
+        scale: multiply scores by this; default 1/sqrt(d_k).
+        trace: if a list is given, one dict per key block is appended with the block's range,
+            whether it was skipped and the running ``m`` and ``l`` after it (for teaching).
+        attn_mask: optional bool, broadcastable to (..., T, S), True = attend (as torch's SDPA).
+            Not together with ``is_causal``.
+    Returns:
+        out (..., T, d_v), equal to softmax(q k^T * scale + mask) v. Rows that see no key (a fully
+        masked row of ``attn_mask``) are zeros, and so are their gradients. When an input
+        requires a gradient, ``out.backward`` runs the recomputing tiled backward
+        (:class:`TiledAttentionFunction`).
+    Raises:
+        TypeError: an input is not a floating tensor, dtypes differ, the mask is not bool, or
+            ``block_size`` is not an int (NumPy integers are fine).
+        ValueError: shapes disagree, an empty sequence, ``block_size`` < 1, a mask that does not
+            broadcast to (..., T, S), or a mask together with ``is_causal``.
+    """
+    block_size = _check_inputs(q, k, v, block_size, is_causal, attn_mask)
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1])
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    if needs_grad:
+        return TiledAttentionFunction.apply(q, k, v, attn_mask, block_size, is_causal, scale, trace)
+    lead, (T, d_k), (S, d_v) = q.shape[:-2], q.shape[-2:], v.shape[-2:]
+    # Flatten the leading dimensions to one batch N so that every product is a bmm/baddbmm.
+    q3 = q.reshape(-1, T, d_k)  # (N, T, d_k), a view: no copy of the queries
+    k3 = k.reshape(-1, S, d_k)  # (N, S, d_k)
+    v3 = v.reshape(-1, S, d_v)  # (N, S, d_v)
+    mask3 = None if attn_mask is None else attn_mask.expand(*lead, T, S)
+    out, _ = _forward(q3, k3, v3, block_size, is_causal, scale, mask3, trace)
+    return out.reshape(*lead, T, d_v)

@@ -15,12 +15,14 @@ Checks by chapter:
   :func:`mha_parameter_count`, :func:`causal_mask`, :func:`masked_softmax`,
   :func:`fix_inverted_mask`, :func:`kv_step`.
 * Part III: :func:`attention_flops`, :func:`online_softmax_update`;
+  :func:`softmax_backward`, :func:`attention_block_backward` (the backward pass);
   :func:`lm_shift`, :func:`answer_targets`, :func:`greedy_generate` (the tiny transformer).
 * Chapter 11: :func:`cross_attention`, :func:`sliding_window_mask`, :func:`linear_attention`,
   :func:`structured_penalty`.
 """
 
 from ._core import CHECK_CALL_RE, CheckError, CheckResult, learner_facing
+from .backward import attention_block_backward, softmax_backward
 from .beyond import cross_attention, linear_attention, sliding_window_mask, structured_penalty
 from .foundations import (
     attention,
@@ -71,6 +73,9 @@ __all__ = [
     "softmax",
     "softmax_list",
     "split_heads",
+    # chapter 8
+    "attention_block_backward",
+    "softmax_backward",
     # chapter 1
     "scores_one_query",
     "weighted_sum",
