@@ -31,42 +31,60 @@ def _check_inputs(q, k, v) -> None:
     for name, x in (("q", q), ("k", k), ("v", v)):
         require_tensor(name, x)
         if x.dim() != 4:
-            raise ValueError(f"{name} must have shape (B, H, {'T' if name == 'q' else 'S'}, d) (4 dimensions), "
-                             f"got shape {shape_str(x.shape)} ({x.dim()} dimensions).")
+            raise ValueError(
+                f"{name} must have shape (B, H, {'T' if name == 'q' else 'S'}, d) (4 dimensions), "
+                f"got shape {shape_str(x.shape)} ({x.dim()} dimensions)."
+            )
     if not (q.dtype == k.dtype == v.dtype):
         raise TypeError(f"q, k and v must share one dtype, got q {q.dtype}, k {k.dtype}, v {v.dtype}.")
     if not (q.device == k.device == v.device):
-        raise ValueError(f"q, k and v must be on one device, got q on {q.device}, k on {k.device}, "
-                         f"v on {v.device}.")
+        raise ValueError(
+            f"q, k and v must be on one device, got q on {q.device}, k on {k.device}, v on {v.device}."
+        )
     B, H, T, d = q.shape
     if k.shape[:2] != (B, H) or v.shape[:2] != (B, H):
-        raise ValueError(f"q, k and v must agree on batch B and heads H: q {shape_str(q.shape)}, "
-                         f"k {shape_str(k.shape)}, v {shape_str(v.shape)} (expected (B, H) = ({B}, {H}) "
-                         "for all three; repeat k and v for grouped-query attention).")
+        raise ValueError(
+            f"q, k and v must agree on batch B and heads H: q {shape_str(q.shape)}, "
+            f"k {shape_str(k.shape)}, v {shape_str(v.shape)} (expected (B, H) = ({B}, {H}) "
+            "for all three; repeat k and v for grouped-query attention)."
+        )
     if d not in HEAD_DIMS:
-        raise ValueError(f"the head dimension d of q {shape_str(q.shape)} is {d}; flash_attention supports "
-                         f"d in {HEAD_DIMS} (tl.arange needs a power of two, a GPU tile at least 16).")
+        raise ValueError(
+            f"the head dimension d of q {shape_str(q.shape)} is {d}; flash_attention supports "
+            f"d in {HEAD_DIMS} (tl.arange needs a power of two, a GPU tile at least 16)."
+        )
     if k.shape[-1] != d or v.shape[-1] != d:
-        raise ValueError(f"q, k and v must have the same head dimension d: q {shape_str(q.shape)}, "
-                         f"k {shape_str(k.shape)}, v {shape_str(v.shape)}.")
+        raise ValueError(
+            f"q, k and v must have the same head dimension d: q {shape_str(q.shape)}, "
+            f"k {shape_str(k.shape)}, v {shape_str(v.shape)}."
+        )
     if k.shape[2] != v.shape[2]:
-        raise ValueError(f"k and v must have the same number of keys S: k {shape_str(k.shape)}, "
-                         f"v {shape_str(v.shape)}.")
+        raise ValueError(
+            f"k and v must have the same number of keys S: k {shape_str(k.shape)}, v {shape_str(v.shape)}."
+        )
     if T == 0 or k.shape[2] == 0 or B * H == 0:
-        raise ValueError(f"q {shape_str(q.shape)} and k {shape_str(k.shape)} must be non-empty: attention "
-                         "needs at least one query and one key.")
+        raise ValueError(
+            f"q {shape_str(q.shape)} and k {shape_str(k.shape)} must be non-empty: attention "
+            "needs at least one query and one key."
+        )
     if INTERPRETED:
         if q.device.type != "cpu":
-            raise ValueError(f"Triton runs in its interpreter here, which takes CPU tensors; q is on "
-                             f"{q.device}. Move the tensors to the CPU with .cpu().")
+            raise ValueError(
+                f"Triton runs in its interpreter here, which takes CPU tensors; q is on "
+                f"{q.device}. Move the tensors to the CPU with .cpu()."
+            )
         if q.dtype != torch.float32:
-            raise TypeError(f"on the CPU (Triton's interpreter) flash_attention takes float32, got {q.dtype}: "
-                            "the interpreter computes bfloat16 wrongly. Use q.float(), or a GPU for "
-                            "float16 / bfloat16.")
+            raise TypeError(
+                f"on the CPU (Triton's interpreter) flash_attention takes float32, got {q.dtype}: "
+                "the interpreter computes bfloat16 wrongly. Use q.float(), or a GPU for "
+                "float16 / bfloat16."
+            )
     else:
         if q.device.type != "cuda":
-            raise ValueError(f"flash_attention runs its Triton kernels on the GPU; q is on {q.device}. "
-                             "Move the tensors with .cuda().")
+            raise ValueError(
+                f"flash_attention runs its Triton kernels on the GPU; q is on {q.device}. "
+                "Move the tensors with .cuda()."
+            )
         if q.dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise TypeError(f"flash_attention takes float32, float16 or bfloat16, got {q.dtype}.")
 
@@ -101,9 +119,25 @@ def _forward(q, k, v, is_causal, scale, blocks):
     def grid(meta):
         return (math.ceil(T / meta["BLOCK_M"]), B * H)
 
-    _k.fwd_kernel[grid](q, k, v, o, lse, *_strides(q), *_strides(k), *_strides(v), *_strides(o),
-                        H, T, S, scale * _k.LOG2E, IS_CAUSAL=is_causal, HEAD_DIM=d,
-                        **_launch_args(q.dtype), **blocks)
+    _k.fwd_kernel[grid](
+        q,
+        k,
+        v,
+        o,
+        lse,
+        *_strides(q),
+        *_strides(k),
+        *_strides(v),
+        *_strides(o),
+        H,
+        T,
+        S,
+        scale * _k.LOG2E,
+        IS_CAUSAL=is_causal,
+        HEAD_DIM=d,
+        **_launch_args(q.dtype),
+        **blocks,
+    )
     return o, lse
 
 
@@ -114,16 +148,19 @@ def _backward(q, k, v, o, lse, do, is_causal, scale, blocks):
     delta = torch.empty((B, H, T), device=q.device, dtype=torch.float32)
     pre_block = 64
     _k.preprocess_kernel[(math.ceil(T / pre_block), B * H)](
-        o, do, delta, *_strides(o), *_strides(do), H, T, HEAD_DIM=d, BLOCK_M=pre_block)
+        o, do, delta, *_strides(o), *_strides(do), H, T, HEAD_DIM=d, BLOCK_M=pre_block
+    )
     dq = torch.empty((B, H, T, d), device=q.device, dtype=q.dtype)
     dk = torch.empty((B, H, S, d), device=q.device, dtype=k.dtype)
     dv = torch.empty((B, H, S, d), device=q.device, dtype=v.dtype)
     common = (*_strides(q), *_strides(k), *_strides(v), *_strides(do), H, T, S, scale * _k.LOG2E, scale)
     kw = {"IS_CAUSAL": is_causal, "HEAD_DIM": d, **_launch_args(q.dtype), **blocks}
     _k.dkdv_kernel[lambda meta: (math.ceil(S / meta["BLOCK_N"]), B * H)](
-        q, k, v, do, lse, delta, dk, dv, *common, **kw)
+        q, k, v, do, lse, delta, dk, dv, *common, **kw
+    )
     _k.dq_kernel[lambda meta: (math.ceil(T / meta["BLOCK_M"]), B * H)](
-        q, k, v, do, lse, delta, dq, *common, **kw)
+        q, k, v, do, lse, delta, dq, *common, **kw
+    )
     return dq, dk, dv
 
 

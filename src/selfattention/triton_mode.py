@@ -36,6 +36,16 @@ def _interpreter_was_chosen_at_import(triton: ModuleType) -> bool:
     return type(standard.cdiv).__name__ == "InterpretedFunction"
 
 
+def choose_mode() -> None:
+    """Set ``TRITON_INTERPRET=1`` when there is no NVIDIA GPU and triton is not imported yet.
+
+    Cheap (it does not import triton): ``tests/conftest.py`` calls it before any test module can
+    import triton by another road.
+    """
+    if "triton" not in sys.modules and not _has_nvidia_gpu():
+        os.environ["TRITON_INTERPRET"] = "1"
+
+
 def import_triton() -> tuple[ModuleType, ModuleType, bool]:
     """Import triton in the right mode and return ``(triton, triton.language, interpreted)``.
 
@@ -49,9 +59,7 @@ def import_triton() -> tuple[ModuleType, ModuleType, bool]:
             by ``torch.compile`` or ``import torch._dynamo`` earlier in the same process).
     """
     global _NOTE_PRINTED
-    already_imported = "triton" in sys.modules
-    if not already_imported and not _has_nvidia_gpu():
-        os.environ["TRITON_INTERPRET"] = "1"
+    choose_mode()
     try:
         import triton
         import triton.language as tl
@@ -71,6 +79,8 @@ def import_triton() -> tuple[ModuleType, ModuleType, bool]:
         )
     if interpreted and not _NOTE_PRINTED:
         _NOTE_PRINTED = True
-        print("Note: no NVIDIA GPU, so Triton kernels run in its interpreter on the CPU "
-              "(correct, but slow: never a speed measurement).")
+        print(
+            "Note: no NVIDIA GPU, so Triton kernels run in its interpreter on the CPU "
+            "(correct, but slow: never a speed measurement)."
+        )
     return triton, tl, interpreted
