@@ -15,6 +15,7 @@ Checks by chapter:
   :func:`mha_parameter_count`, :func:`causal_mask`, :func:`masked_softmax`,
   :func:`fix_inverted_mask`, :func:`kv_step`.
 * Part III: :func:`attention_flops`, :func:`online_softmax_update`;
+  :func:`triton_online_softmax`, :func:`flash_tile` (FlashAttention in Triton, chapter 9);
   :func:`lm_shift`, :func:`answer_targets`, :func:`greedy_generate` (the tiny transformer).
 * Chapter 11: :func:`cross_attention`, :func:`sliding_window_mask`, :func:`linear_attention`,
   :func:`structured_penalty`.
@@ -22,6 +23,7 @@ Checks by chapter:
 
 from ._core import CheckError, CheckResult
 from .beyond import cross_attention, linear_attention, sliding_window_mask, structured_penalty
+from .flash import flash_tile, triton_online_softmax
 from .foundations import (
     attention,
     attention_row,
@@ -55,6 +57,7 @@ __all__ = [
     "causal_mask",
     "dot",
     "fix_inverted_mask",
+    "flash_tile",
     "greedy_generate",
     "kv_step",
     "lm_shift",
@@ -70,6 +73,7 @@ __all__ = [
     "softmax",
     "softmax_list",
     "split_heads",
+    "triton_online_softmax",
     # chapter 1
     "scores_one_query",
     "weighted_sum",
