@@ -23,9 +23,12 @@ def _rows(flash_fwd=1.2, flash_fwd_bwd=3.0, causal_fwd=0.5):
     for T in (1024, 8192):
         for causal in (False, True):
             sdpa_f, sdpa_fb = 1.0, 2.5
-            rows += [_row("sdpa_flash", "fwd", T, causal, sdpa_f), _row("sdpa_flash", "fwd_bwd", T, causal, sdpa_fb)]
-            rows += [_row("flash", "fwd", T, causal, causal_fwd if causal else flash_fwd),
-                     _row("flash", "fwd_bwd", T, causal, flash_fwd_bwd)]
+            rows += [_row("sdpa_flash", "fwd", T, causal, sdpa_f)]
+            rows += [_row("sdpa_flash", "fwd_bwd", T, causal, sdpa_fb)]
+            rows += [
+                _row("flash", "fwd", T, causal, causal_fwd if causal else flash_fwd),
+                _row("flash", "fwd_bwd", T, causal, flash_fwd_bwd),
+            ]
     return rows
 
 
@@ -67,12 +70,27 @@ def test_verdicts_without_measurements():
 
 def test_summary_markdown():
     rows = [dict(r, tflops=100.0) for r in _rows()]
-    md = fb.summary_markdown({"context": {"device": "NVIDIA H100", "torch": "2.x", "triton": "3.x",
-                                          "date": "today"}, "B": 4, "H": 16,
-                              "matmul_ceiling_tflops": {"float16": 400.0}, "rows": rows,
-                              "correctness": [{"dtype": "float16", "shape": "B=1", "causal": True,
-                                               "what": "out", "error": 1e-3, "sdpa_error": 9e-4,
-                                               "tol": 4e-3, "passed": True}]})
+    md = fb.summary_markdown(
+        {
+            "context": {"device": "NVIDIA H100", "torch": "2.x", "triton": "3.x", "date": "today"},
+            "B": 4,
+            "H": 16,
+            "matmul_ceiling_tflops": {"float16": 400.0},
+            "rows": rows,
+            "correctness": [
+                {
+                    "dtype": "float16",
+                    "shape": "B=1",
+                    "causal": True,
+                    "what": "out",
+                    "error": 1e-3,
+                    "sdpa_error": 9e-4,
+                    "tol": 4e-3,
+                    "passed": True,
+                }
+            ],
+        }
+    )
     assert md.startswith("# FlashAttention-2 in Triton vs SDPA (flash backend): NVIDIA H100")
     assert "| forward time / SDPA-flash | <= 1.25 | 1.20 | float16, d=64, T=1024 | met |" in md
     assert "| 100 | 25% |" in md and "1 of 1 comparisons passed" in md
@@ -80,6 +98,7 @@ def test_summary_markdown():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
 def test_the_gpu_script_refuses_on_a_cpu():
-    r = subprocess.run([sys.executable, str(ROOT / "tools" / "flash_gpu.py")], capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "flash_gpu.py")], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 2 and "no CUDA GPU here" in r.stderr and "not speeds" in r.stderr

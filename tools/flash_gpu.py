@@ -85,46 +85,74 @@ def correctness(flash_attention) -> list[dict]:
                     err = (results["flash"][i].float() - want).abs().max().item()
                     sdpa_err = (results["sdpa"][i].float() - want).abs().max().item()
                     tol = 2 * sdpa_err + FLOOR[dname] if dname != "float32" else FLOOR[dname]
-                    rows.append({"dtype": dname, "shape": f"B={Bc} H={Hc} T={T} S={S} d={d}",
-                                 "causal": causal, "what": what, "error": err, "sdpa_error": sdpa_err,
-                                 "tol": tol, "passed": err <= tol})
-                    print(f"  {dname:8s} T={T:5d} S={S:5d} d={d:3d} causal={causal!s:5s} {what}: "
-                          f"error {err:.2e} (SDPA {sdpa_err:.2e}, tol {tol:.1e}) "
-                          f"{'ok' if err <= tol else 'FAIL'}", flush=True)
+                    rows.append(
+                        {
+                            "dtype": dname,
+                            "shape": f"B={Bc} H={Hc} T={T} S={S} d={d}",
+                            "causal": causal,
+                            "what": what,
+                            "error": err,
+                            "sdpa_error": sdpa_err,
+                            "tol": tol,
+                            "passed": err <= tol,
+                        }
+                    )
+                    print(
+                        f"  {dname:8s} T={T:5d} S={S:5d} d={d:3d} causal={causal!s:5s} {what}: "
+                        f"error {err:.2e} (SDPA {sdpa_err:.2e}, tol {tol:.1e}) "
+                        f"{'ok' if err <= tol else 'FAIL'}",
+                        flush=True,
+                    )
     return rows
 
 
-def benchmark(flash_attention, flash_flops, Ts, dims, dtypes) -> list[dict]:
+def time_one(flash_attention, q, k, v, do, impl: str, mode: str, causal: bool) -> float:
+    """Median milliseconds of one forward (or forward + backward) of ``impl``."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
+    def fwd():
+        if impl == "flash":
+            return flash_attention(q, k, v, is_causal=causal)
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+    if mode == "fwd":
+        with torch.no_grad():
+            return cuda_median_ms(fwd)
+    return cuda_median_ms(lambda: torch.autograd.grad(fwd(), (q, k, v), do))
+
+
+def benchmark(flash_attention, flash_flops, Ts, dims, dtypes) -> list[dict]:
     rows = []
     for dname in dtypes:
-        dtype = DTYPES[dname]
         for d in dims:
             for T in Ts:
-                q, k, v = (torch.randn(B, H, T, d, device="cuda", dtype=dtype, requires_grad=True)
-                           for _ in range(3))
-                do = torch.randn_like(q)
+                q, k, v, do = (
+                    torch.randn(B, H, T, d, device="cuda", dtype=DTYPES[dname], requires_grad=i < 3)
+                    for i in range(4)
+                )
                 for causal in (False, True):
                     for impl in ("flash", "sdpa_flash"):
-                        def fwd(impl=impl, causal=causal):
-                            if impl == "flash":
-                                return flash_attention(q, k, v, is_causal=causal)
-                            with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-                                return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-
-                        def fwd_bwd(fwd=fwd):
-                            torch.autograd.grad(fwd(), (q, k, v), do)
-
-                        for mode, fn in (("fwd", fwd), ("fwd_bwd", fwd_bwd)):
-                            with torch.no_grad() if mode == "fwd" else torch.enable_grad():
-                                ms = cuda_median_ms(fn)
+                        for mode in ("fwd", "fwd_bwd"):
+                            ms = time_one(flash_attention, q, k, v, do, impl, mode, causal)
                             tflops = flash_flops(B, H, T, T, d, causal, mode) / (ms * 1e-3) / 1e12
-                            rows.append({"impl": impl, "mode": mode, "dtype": dname, "d": d, "T": T,
-                                         "causal": causal, "median_ms": ms, "tflops": tflops})
-                            print(f"  {impl:10s} {mode:7s} {dname:8s} d={d:3d} T={T:5d} causal={causal!s:5s} "
-                                  f"{ms:8.3f} ms {tflops:6.1f} TFLOP/s", flush=True)
-                del q, k, v, do
+                            rows.append(
+                                {
+                                    "impl": impl,
+                                    "mode": mode,
+                                    "dtype": dname,
+                                    "d": d,
+                                    "T": T,
+                                    "causal": causal,
+                                    "median_ms": ms,
+                                    "tflops": tflops,
+                                }
+                            )
+                            print(
+                                f"  {impl:10s} {mode:7s} {dname:8s} d={d:3d} T={T:5d} causal={causal!s:5s} "
+                                f"{ms:8.3f} ms {tflops:6.1f} TFLOP/s",
+                                flush=True,
+                            )
                 torch.cuda.empty_cache()
     return rows
 
@@ -135,9 +163,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="T up to 4096 and d=64 only (a smoke run)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
-        print("flash_gpu: no CUDA GPU here, so there is nothing to measure. Triton's interpreter runs "
-              "the kernels on a CPU for correctness only (tests/test_flash.py); its times are not "
-              "speeds and are never reported.", file=sys.stderr)
+        print(
+            "flash_gpu: no CUDA GPU here, so there is nothing to measure. Triton's interpreter runs "
+            "the kernels on a CPU for correctness only (tests/test_flash.py); its times are not "
+            "speeds and are never reported.",
+            file=sys.stderr,
+        )
         return 2
     import triton
 
@@ -146,9 +177,13 @@ def main() -> int:
 
     Ts = [1024, 2048, 4096] if args.quick else [1024, 2048, 4096, 8192, 16384]
     dims = [64] if args.quick else [64, 128]
-    context = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
-               "triton": triton.__version__, "cuda": torch.version.cuda,
-               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    context = {
+        "device": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "cuda": torch.version.cuda,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
     print(f"flash_gpu: {context}")
     print("flash_gpu: correctness against SDPA in float32")
     corr = correctness(flash_attention)
@@ -157,8 +192,15 @@ def main() -> int:
     print(f"  {ceiling}")
     print("flash_gpu: benchmark")
     rows = benchmark(flash_attention, flash_flops, Ts, dims, ["float16", "bfloat16"])
-    results = {"context": context, "B": B, "H": H, "matmul_ceiling_tflops": ceiling, "rows": rows,
-               "correctness": corr, "verdicts": verdicts(rows)}
+    results = {
+        "context": context,
+        "B": B,
+        "H": H,
+        "matmul_ceiling_tflops": ceiling,
+        "rows": rows,
+        "correctness": corr,
+        "verdicts": verdicts(rows),
+    }
     out = Path(args.out) / card_tag() / "flash"
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")

@@ -47,44 +47,85 @@ def ratio_table(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     for key in sorted(set(by_impl["flash"]) & set(by_impl["sdpa_flash"])):
         f, s = by_impl["flash"][key], by_impl["sdpa_flash"][key]
         dtype, d, T, mode, causal = key
-        table.append({"dtype": dtype, "d": d, "T": T, "mode": mode, "causal": causal,
-                      "flash_ms": f["median_ms"], "sdpa_ms": s["median_ms"],
-                      "ratio": f["median_ms"] / s["median_ms"],
-                      "flash_tflops": f.get("tflops"), "sdpa_tflops": s.get("tflops")})
+        table.append(
+            {
+                "dtype": dtype,
+                "d": d,
+                "T": T,
+                "mode": mode,
+                "causal": causal,
+                "flash_ms": f["median_ms"],
+                "sdpa_ms": s["median_ms"],
+                "ratio": f["median_ms"] / s["median_ms"],
+                "flash_tflops": f.get("tflops"),
+                "sdpa_tflops": s.get("tflops"),
+            }
+        )
     return table
 
 
 def causal_speedups(rows: Iterable[dict[str, Any]], T: int = CAUSAL_T) -> list[dict[str, Any]]:
     """Flash forward at ``T``: non-causal time / causal time, per (dtype, d)."""
-    fwd = {(r["dtype"], r["d"], bool(r["causal"])): r["median_ms"] for r in rows
-           if r["impl"] == "flash" and r["mode"] == "fwd" and r["T"] == T}
-    return [{"dtype": dt, "d": d, "T": T, "speedup": fwd[(dt, d, False)] / fwd[(dt, d, True)]}
-            for dt, d, c in sorted(fwd) if not c and (dt, d, True) in fwd]
+    fwd = {
+        (r["dtype"], r["d"], bool(r["causal"])): r["median_ms"]
+        for r in rows
+        if r["impl"] == "flash" and r["mode"] == "fwd" and r["T"] == T
+    }
+    return [
+        {"dtype": dt, "d": d, "T": T, "speedup": fwd[(dt, d, False)] / fwd[(dt, d, True)]}
+        for dt, d, c in sorted(fwd)
+        if not c and (dt, d, True) in fwd
+    ]
 
 
 def verdicts(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The three targets, each judged on its worst case: target, limit, worst, where, met."""
     table = ratio_table(rows)
     out = []
-    for mode, limit, name in (("fwd", FWD_RATIO_MAX, "forward time / SDPA-flash"),
-                              ("fwd_bwd", FWD_BWD_RATIO_MAX, "forward+backward time / SDPA-flash")):
+    for mode, limit, name in (
+        ("fwd", FWD_RATIO_MAX, "forward time / SDPA-flash"),
+        ("fwd_bwd", FWD_BWD_RATIO_MAX, "forward+backward time / SDPA-flash"),
+    ):
         entries = [t for t in table if t["mode"] == mode]
         if not entries:
-            out.append({"target": name, "limit": f"<= {limit}", "worst": None, "where": "not measured",
-                        "met": None})
+            out.append(
+                {"target": name, "limit": f"<= {limit}", "worst": None, "where": "not measured", "met": None}
+            )
             continue
         worst = max(entries, key=lambda t: t["ratio"])
-        out.append({"target": name, "limit": f"<= {limit}", "worst": worst["ratio"],
-                    "where": _where(worst), "met": worst["ratio"] <= limit})
+        out.append(
+            {
+                "target": name,
+                "limit": f"<= {limit}",
+                "worst": worst["ratio"],
+                "where": _where(worst),
+                "met": worst["ratio"] <= limit,
+            }
+        )
     speed = causal_speedups(rows)
     name = f"causal forward speed-up at T={CAUSAL_T}"
     if speed:
         worst = min(speed, key=lambda s: s["speedup"])
-        out.append({"target": name, "limit": f">= {CAUSAL_SPEEDUP_MIN}", "worst": worst["speedup"],
-                    "where": f"{worst['dtype']}, d={worst['d']}", "met": worst["speedup"] >= CAUSAL_SPEEDUP_MIN})
+        met = worst["speedup"] >= CAUSAL_SPEEDUP_MIN
+        out.append(
+            {
+                "target": name,
+                "limit": f">= {CAUSAL_SPEEDUP_MIN}",
+                "worst": worst["speedup"],
+                "where": f"{worst['dtype']}, d={worst['d']}",
+                "met": met,
+            }
+        )
     else:
-        out.append({"target": name, "limit": f">= {CAUSAL_SPEEDUP_MIN}", "worst": None,
-                    "where": "not measured", "met": None})
+        out.append(
+            {
+                "target": name,
+                "limit": f">= {CAUSAL_SPEEDUP_MIN}",
+                "worst": None,
+                "where": "not measured",
+                "met": None,
+            }
+        )
     return out
 
 
@@ -100,32 +141,51 @@ def summary_markdown(results: dict[str, Any]) -> str:
     """summary.md of a run: context, verdicts, the ratio table with TFLOP/s, correctness."""
     ctx = results.get("context", {})
     ceiling = results.get("matmul_ceiling_tflops", {})
-    lines = [f"# FlashAttention-2 in Triton vs SDPA (flash backend): {ctx.get('device', '?')}", "",
-             f"torch {ctx.get('torch', '?')}, triton {ctx.get('triton', '?')}, {ctx.get('date', '?')}. "
-             f"B={results.get('B')}, H={results.get('H')}; medians of CUDA-event timings.", "",
-             "Matmul ceiling (torch.mm, measured): "
-             + ", ".join(f"{k} {v:.0f} TFLOP/s" for k, v in ceiling.items()), "",
-             "## Targets", "", "| target | limit | worst measured | where | verdict |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = [
+        f"# FlashAttention-2 in Triton vs SDPA (flash backend): {ctx.get('device', '?')}",
+        "",
+        f"torch {ctx.get('torch', '?')}, triton {ctx.get('triton', '?')}, {ctx.get('date', '?')}. "
+        f"B={results.get('B')}, H={results.get('H')}; medians of CUDA-event timings.",
+        "",
+        "Matmul ceiling (torch.mm, measured): "
+        + ", ".join(f"{k} {v:.0f} TFLOP/s" for k, v in ceiling.items()),
+        "",
+        "## Targets",
+        "",
+        "| target | limit | worst measured | where | verdict |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for v in verdicts(results["rows"]):
         worst = "-" if v["worst"] is None else f"{v['worst']:.2f}"
         lines.append(f"| {v['target']} | {v['limit']} | {worst} | {v['where']} | {_verdict_word(v['met'])} |")
-    lines += ["", "## Ratios (flash / SDPA-flash time; TFLOP/s and % of the matmul ceiling)", "",
-              "| dtype | d | T | mode | causal | flash ms | SDPA ms | ratio | flash TFLOP/s | % ceiling |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "## Ratios (flash / SDPA-flash time; TFLOP/s and % of the matmul ceiling)",
+        "",
+        "| dtype | d | T | mode | causal | flash ms | SDPA ms | ratio | flash TFLOP/s | % ceiling |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for t in ratio_table(results["rows"]):
         peak, tf = ceiling.get(t["dtype"]), t["flash_tflops"]
         tf_text = f"{tf:.0f}" if tf else "-"
         pct = f"{100 * tf / peak:.0f}%" if tf and peak else "-"
-        lines.append(f"| {t['dtype']} | {t['d']} | {t['T']} | {t['mode']} | {t['causal']} | "
-                     f"{t['flash_ms']:.3f} | {t['sdpa_ms']:.3f} | {t['ratio']:.2f} | {tf_text} | {pct} |")
+        lines.append(
+            f"| {t['dtype']} | {t['d']} | {t['T']} | {t['mode']} | {t['causal']} | "
+            f"{t['flash_ms']:.3f} | {t['sdpa_ms']:.3f} | {t['ratio']:.2f} | {tf_text} | {pct} |"
+        )
     corr = results.get("correctness", [])
     if corr:
         ok = sum(c["passed"] for c in corr)
-        lines += ["", f"## Correctness on the GPU: {ok} of {len(corr)} comparisons passed", "",
-                  "| dtype | shape | causal | what | max abs error | SDPA's own error | tolerance | passed |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "",
+            f"## Correctness on the GPU: {ok} of {len(corr)} comparisons passed",
+            "",
+            "| dtype | shape | causal | what | max abs error | SDPA's own error | tolerance | passed |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for c in corr:
-            lines.append(f"| {c['dtype']} | {c['shape']} | {c['causal']} | {c['what']} | {c['error']:.2e} | "
-                         f"{c['sdpa_error']:.2e} | {c['tol']:.1e} | {c['passed']} |")
+            lines.append(
+                f"| {c['dtype']} | {c['shape']} | {c['causal']} | {c['what']} | {c['error']:.2e} | "
+                f"{c['sdpa_error']:.2e} | {c['tol']:.1e} | {c['passed']} |"
+            )
     return "\n".join(lines) + "\n"
