@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -102,3 +103,38 @@ def test_the_gpu_script_refuses_on_a_cpu():
         [sys.executable, str(ROOT / "tools" / "flash_gpu.py")], capture_output=True, text=True, timeout=120
     )
     assert r.returncode == 2 and "no CUDA GPU here" in r.stderr and "not speeds" in r.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# The forward's tile schedule (selfattention.flash_tiles), against the visibility rule
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "T, S, bm, bn", [(100, 77, 32, 16), (64, 64, 16, 16), (5, 100, 64, 16), (130, 50, 64, 32)]
+)
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_tile_schedule_skips_only_invisible_tiles(T, S, bm, bn, is_causal):
+    from selfattention.flash_tiles import FULL, SKIPPED, tile_schedule
+
+    sched = tile_schedule(T, S, bm, bn, is_causal)
+    assert sched.shape == (-(-T // bm), -(-S // bn))
+    for a in range(sched.shape[0]):
+        for b in range(sched.shape[1]):
+            i = np.arange(a * bm, (a + 1) * bm)[:, None]  # the block's query indices (padding included)
+            j = np.arange(b * bn, (b + 1) * bn)[None, :]
+            visible = (j < S) & ((j <= i) if is_causal else True)
+            if sched[a, b] == SKIPPED:
+                assert not visible[: max(0, T - a * bm)].any(), (a, b)
+            if sched[a, b] == FULL:
+                assert visible.all(), (a, b)
+
+
+def test_causal_skipping_counts():
+    from selfattention.flash_tiles import FULL, MASKED, SKIPPED, tile_schedule
+
+    sched = tile_schedule(1024, 1024, 64, 64, True)
+    assert (sched == FULL).sum() == 120 and (sched == MASKED).sum() == 16 and (sched == SKIPPED).sum() == 120
+    assert (tile_schedule(1024, 1024, 64, 64, False) == FULL).all()
+    with pytest.raises(ValueError, match=r"block_n must be >= 1, got 0"):
+        tile_schedule(8, 8, 4, 0, False)
