@@ -21,32 +21,17 @@ LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
 
 
+# The kernels keep their signatures and calls compact (chapter 9 prints this source).
+# fmt: off
 # ---------------------------------------------------------------------------------------------
 # Forward
 # ---------------------------------------------------------------------------------------------
 
 
 @triton.jit
-def _fwd_inner(
-    acc,
-    l_i,
-    m_i,
-    q,
-    k_base,
-    v_base,
-    stride_kn,
-    stride_vn,
-    offs_m,
-    lo,
-    hi,
-    S,
-    qk_scale,
-    MASKED: tl.constexpr,
-    IS_CAUSAL: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    HEAD_DIM: tl.constexpr,
-    DOT_PRECISION: tl.constexpr,
-):
+def _fwd_inner(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_vn, offs_m, lo, hi, S, qk_scale,
+               MASKED: tl.constexpr, IS_CAUSAL: tl.constexpr, BLOCK_N: tl.constexpr,
+               HEAD_DIM: tl.constexpr, DOT_PRECISION: tl.constexpr):
     """Fold key blocks [lo, hi) into the running (acc, l_i, m_i) of one query block."""
     offs_d = tl.arange(0, HEAD_DIM)
     for start_n in range(lo, hi, BLOCK_N):
@@ -76,34 +61,12 @@ def _fwd_inner(
 
 
 @triton.jit
-def _fwd_kernel(
-    Q,
-    K,
-    V,
-    O,
-    LSE,
-    stride_qb,
-    stride_qh,
-    stride_qt,
-    stride_kb,
-    stride_kh,
-    stride_kn,
-    stride_vb,
-    stride_vh,
-    stride_vn,
-    stride_ob,
-    stride_oh,
-    stride_ot,
-    H,
-    T,
-    S,
-    qk_scale,
-    IS_CAUSAL: tl.constexpr,
-    HEAD_DIM: tl.constexpr,
-    DOT_PRECISION: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-):
+def _fwd_kernel(Q, K, V, O, LSE,
+                stride_qb, stride_qh, stride_qt, stride_kb, stride_kh, stride_kn,
+                stride_vb, stride_vh, stride_vn, stride_ob, stride_oh, stride_ot,
+                H, T, S, qk_scale,
+                IS_CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, DOT_PRECISION: tl.constexpr,
+                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """One program: one block of BLOCK_M queries of one (batch, head), looping over key blocks."""
     start_m = tl.program_id(0) * BLOCK_M
     bh = tl.program_id(1)
@@ -127,56 +90,19 @@ def _fwd_kernel(
     if IS_CAUSAL:
         full_end = tl.minimum(full_end, ((start_m + 1) // BLOCK_N) * BLOCK_N)
         hi = tl.minimum(S, start_m + BLOCK_M)
-    acc, l_i, m_i = _fwd_inner(
-        acc,
-        l_i,
-        m_i,
-        q,
-        k_base,
-        v_base,
-        stride_kn,
-        stride_vn,
-        offs_m,
-        0,
-        full_end,
-        S,
-        qk_scale,
-        False,
-        IS_CAUSAL,
-        BLOCK_N,
-        HEAD_DIM,
-        DOT_PRECISION,
-    )
-    acc, l_i, m_i = _fwd_inner(
-        acc,
-        l_i,
-        m_i,
-        q,
-        k_base,
-        v_base,
-        stride_kn,
-        stride_vn,
-        offs_m,
-        full_end,
-        hi,
-        S,
-        qk_scale,
-        True,
-        IS_CAUSAL,
-        BLOCK_N,
-        HEAD_DIM,
-        DOT_PRECISION,
-    )
+    acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_vn, offs_m,
+                               0, full_end, S, qk_scale, False, IS_CAUSAL, BLOCK_N, HEAD_DIM,
+                               DOT_PRECISION)
+    acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_vn, offs_m,
+                               full_end, hi, S, qk_scale, True, IS_CAUSAL, BLOCK_N, HEAD_DIM,
+                               DOT_PRECISION)
 
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)  # a row that saw no key: output 0, not NaN
     out = acc / l_safe[:, None]
     lse = (m_i + tl.log2(l_safe)) * LN2  # natural-log logsumexp of the scaled scores
     o_base = O + b * stride_ob + h * stride_oh
-    tl.store(
-        o_base + offs_m[:, None] * stride_ot + offs_d[None, :],
-        out.to(O.dtype.element_ty),
-        mask=row_ok[:, None],
-    )
+    tl.store(o_base + offs_m[:, None] * stride_ot + offs_d[None, :], out.to(O.dtype.element_ty),
+             mask=row_ok[:, None])
     tl.store(LSE + bh * T + offs_m, lse, mask=row_ok)
 
 
@@ -186,73 +112,29 @@ def _fwd_kernel(
 
 
 @triton.jit
-def _bwd_preprocess_kernel(
-    O,
-    DO,
-    Dvec,
-    stride_ob,
-    stride_oh,
-    stride_ot,
-    stride_dob,
-    stride_doh,
-    stride_dot,
-    H,
-    T,
-    HEAD_DIM: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-):
+def _bwd_preprocess_kernel(O, DO, Dvec, stride_ob, stride_oh, stride_ot,
+                           stride_dob, stride_doh, stride_dot, H, T,
+                           HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr):
     """D[i] = sum_d dO[i, d] * O[i, d]: the term that dS = P * (dP - D) subtracts from every row."""
     bh = tl.program_id(1)
     b, h = bh // H, bh % H
     offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)
     row_ok = offs_m[:, None] < T
-    o = tl.load(
-        O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_ot + offs_d[None, :],
-        mask=row_ok,
-        other=0.0,
-    ).to(tl.float32)
-    do = tl.load(
-        DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_dot + offs_d[None, :],
-        mask=row_ok,
-        other=0.0,
-    ).to(tl.float32)
+    o = tl.load(O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_ot + offs_d[None, :],
+                mask=row_ok, other=0.0).to(tl.float32)
+    do = tl.load(DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_dot + offs_d[None, :],
+                 mask=row_ok, other=0.0).to(tl.float32)
     tl.store(Dvec + bh * T + offs_m, tl.sum(o * do, 1), mask=offs_m < T)
 
 
 @triton.jit
-def _bwd_dkdv_kernel(
-    Q,
-    K,
-    V,
-    DO,
-    LSE,
-    Dvec,
-    DK,
-    DV,
-    stride_qb,
-    stride_qh,
-    stride_qt,
-    stride_kb,
-    stride_kh,
-    stride_kn,
-    stride_vb,
-    stride_vh,
-    stride_vn,
-    stride_dob,
-    stride_doh,
-    stride_dot,
-    H,
-    T,
-    S,
-    qk_scale,
-    scale,
-    IS_CAUSAL: tl.constexpr,
-    HEAD_DIM: tl.constexpr,
-    DOT_PRECISION: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-):
+def _bwd_dkdv_kernel(Q, K, V, DO, LSE, Dvec, DK, DV,
+                     stride_qb, stride_qh, stride_qt, stride_kb, stride_kh, stride_kn,
+                     stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_dot,
+                     H, T, S, qk_scale, scale,
+                     IS_CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, DOT_PRECISION: tl.constexpr,
+                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """One program: one block of BLOCK_N keys; loops over the query blocks that see them.
 
     dV = P^T dO and dK = scale * dS^T Q, with P recomputed from the stored logsumexp.
@@ -264,16 +146,10 @@ def _bwd_dkdv_kernel(
     offs_n = start_n + tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
     key_ok = offs_n < S
-    k = tl.load(
-        K + b * stride_kb + h * stride_kh + offs_n[:, None] * stride_kn + offs_d[None, :],
-        mask=key_ok[:, None],
-        other=0.0,
-    )
-    v = tl.load(
-        V + b * stride_vb + h * stride_vh + offs_n[:, None] * stride_vn + offs_d[None, :],
-        mask=key_ok[:, None],
-        other=0.0,
-    )
+    k = tl.load(K + b * stride_kb + h * stride_kh + offs_n[:, None] * stride_kn + offs_d[None, :],
+                mask=key_ok[:, None], other=0.0)
+    v = tl.load(V + b * stride_vb + h * stride_vh + offs_n[:, None] * stride_vn + offs_d[None, :],
+                mask=key_ok[:, None], other=0.0)
     dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     q_base = Q + b * stride_qb + h * stride_qh
@@ -286,9 +162,8 @@ def _bwd_dkdv_kernel(
         offs_m = start_m + tl.arange(0, BLOCK_M)
         row_ok = offs_m < T
         q = tl.load(q_base + offs_m[:, None] * stride_qt + offs_d[None, :], mask=row_ok[:, None], other=0.0)
-        do = tl.load(
-            do_base + offs_m[:, None] * stride_dot + offs_d[None, :], mask=row_ok[:, None], other=0.0
-        )
+        do = tl.load(do_base + offs_m[:, None] * stride_dot + offs_d[None, :], mask=row_ok[:, None],
+                     other=0.0)
         lse2 = tl.load(LSE + bh * T + offs_m, mask=row_ok, other=0.0) * LOG2E
         delta = tl.load(Dvec + bh * T + offs_m, mask=row_ok, other=0.0)
         # P^T, computed directly as (BLOCK_N, BLOCK_M): keys on rows
@@ -308,37 +183,12 @@ def _bwd_dkdv_kernel(
 
 
 @triton.jit
-def _bwd_dq_kernel(
-    Q,
-    K,
-    V,
-    DO,
-    LSE,
-    Dvec,
-    DQ,
-    stride_qb,
-    stride_qh,
-    stride_qt,
-    stride_kb,
-    stride_kh,
-    stride_kn,
-    stride_vb,
-    stride_vh,
-    stride_vn,
-    stride_dob,
-    stride_doh,
-    stride_dot,
-    H,
-    T,
-    S,
-    qk_scale,
-    scale,
-    IS_CAUSAL: tl.constexpr,
-    HEAD_DIM: tl.constexpr,
-    DOT_PRECISION: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-):
+def _bwd_dq_kernel(Q, K, V, DO, LSE, Dvec, DQ,
+                   stride_qb, stride_qh, stride_qt, stride_kb, stride_kh, stride_kn,
+                   stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_dot,
+                   H, T, S, qk_scale, scale,
+                   IS_CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, DOT_PRECISION: tl.constexpr,
+                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """One program: one block of BLOCK_M queries; dQ = scale * dS K over the keys they see.
 
     DQ is a contiguous (B, H, T, d) buffer, written once (no atomics).
@@ -349,16 +199,10 @@ def _bwd_dq_kernel(
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)
     row_ok = offs_m < T
-    q = tl.load(
-        Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qt + offs_d[None, :],
-        mask=row_ok[:, None],
-        other=0.0,
-    )
-    do = tl.load(
-        DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_dot + offs_d[None, :],
-        mask=row_ok[:, None],
-        other=0.0,
-    )
+    q = tl.load(Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qt + offs_d[None, :],
+                mask=row_ok[:, None], other=0.0)
+    do = tl.load(DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_dot + offs_d[None, :],
+                 mask=row_ok[:, None], other=0.0)
     lse2 = tl.load(LSE + bh * T + offs_m, mask=row_ok, other=0.0) * LOG2E
     delta = tl.load(Dvec + bh * T + offs_m, mask=row_ok, other=0.0)
     dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
@@ -383,6 +227,9 @@ def _bwd_dq_kernel(
         dq += tl.dot(ds.to(k.dtype), k, input_precision=DOT_PRECISION)
     dq_ptrs = DQ + bh * T * HEAD_DIM + offs_m[:, None] * HEAD_DIM + offs_d[None, :]
     tl.store(dq_ptrs, (dq * scale).to(DQ.dtype.element_ty), mask=row_ok[:, None])
+
+
+# fmt: on
 
 
 # ---------------------------------------------------------------------------------------------
