@@ -67,7 +67,7 @@ def update_nothing_rescaled(m_i, l_i, acc, s, v):
 
 
 @triton.jit
-def _tile_body(
+def tile_right(
     Q,
     K,
     V,
@@ -79,11 +79,11 @@ def _tile_body(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr,
-    MASK_LOADS: tl.constexpr,
-    MASK_SCORES: tl.constexpr,
-    SKIP_DIAGONAL: tl.constexpr,
-    STRICT: tl.constexpr,
-    input_precision: tl.constexpr,
+    MASK_LOADS: tl.constexpr = True,
+    MASK_SCORES: tl.constexpr = True,
+    SKIP_DIAGONAL: tl.constexpr = False,
+    STRICT: tl.constexpr = False,
+    input_precision: tl.constexpr = "ieee",
 ):
     start_m = tl.program_id(0) * BLOCK_M
     offs_m = start_m + tl.arange(0, BLOCK_M)
@@ -124,174 +124,23 @@ def _tile_body(
     tl.store(O + offs_m[:, None] * HEAD_DIM + offs_d[None, :], out, mask=offs_m[:, None] < T)
 
 
-@triton.jit
-def tile_right(
-    Q,
-    K,
-    V,
-    O,
-    T,
-    S,
-    scale,
-    IS_CAUSAL: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    HEAD_DIM: tl.constexpr,
-):
-    _tile_body(
-        Q,
-        K,
-        V,
-        O,
-        T,
-        S,
-        scale,
-        IS_CAUSAL,
-        BLOCK_M,
-        BLOCK_N,
-        HEAD_DIM,
-        True,
-        True,
-        False,
-        False,
-        input_precision="ieee",
-    )
+class _WithMistake:
+    """``tile_right`` launched with one of its mistake flags switched on, as the check launches a kernel."""
+
+    def __init__(self, **flags):
+        self.flags = flags
+
+    def __getitem__(self, grid):
+        return lambda *args, **kwargs: tile_right[grid](*args, **kwargs, **self.flags)
+
+    def __call__(self, *args, **kwargs):  # callable like a @triton.jit kernel, and as unusable
+        raise RuntimeError("a kernel is launched with kernel[grid](...)")
 
 
-@triton.jit
-def tile_loads_unmasked(
-    Q,
-    K,
-    V,
-    O,
-    T,
-    S,
-    scale,
-    IS_CAUSAL: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    HEAD_DIM: tl.constexpr,
-):
-    _tile_body(
-        Q,
-        K,
-        V,
-        O,
-        T,
-        S,
-        scale,
-        IS_CAUSAL,
-        BLOCK_M,
-        BLOCK_N,
-        HEAD_DIM,
-        False,
-        False,
-        False,
-        False,
-        input_precision="ieee",
-    )
-
-
-@triton.jit
-def tile_scores_unmasked(
-    Q,
-    K,
-    V,
-    O,
-    T,
-    S,
-    scale,
-    IS_CAUSAL: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    HEAD_DIM: tl.constexpr,
-):
-    _tile_body(
-        Q,
-        K,
-        V,
-        O,
-        T,
-        S,
-        scale,
-        IS_CAUSAL,
-        BLOCK_M,
-        BLOCK_N,
-        HEAD_DIM,
-        True,
-        False,
-        False,
-        False,
-        input_precision="ieee",
-    )
-
-
-@triton.jit
-def tile_diagonal_block_skipped(
-    Q,
-    K,
-    V,
-    O,
-    T,
-    S,
-    scale,
-    IS_CAUSAL: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    HEAD_DIM: tl.constexpr,
-):
-    _tile_body(
-        Q,
-        K,
-        V,
-        O,
-        T,
-        S,
-        scale,
-        IS_CAUSAL,
-        BLOCK_M,
-        BLOCK_N,
-        HEAD_DIM,
-        True,
-        True,
-        True,
-        False,
-        input_precision="ieee",
-    )
-
-
-@triton.jit
-def tile_strict_causal(
-    Q,
-    K,
-    V,
-    O,
-    T,
-    S,
-    scale,
-    IS_CAUSAL: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    HEAD_DIM: tl.constexpr,
-):
-    _tile_body(
-        Q,
-        K,
-        V,
-        O,
-        T,
-        S,
-        scale,
-        IS_CAUSAL,
-        BLOCK_M,
-        BLOCK_N,
-        HEAD_DIM,
-        True,
-        True,
-        False,
-        True,
-        input_precision="ieee",
-    )
+tile_loads_unmasked = _WithMistake(MASK_LOADS=False, MASK_SCORES=False)
+tile_scores_unmasked = _WithMistake(MASK_SCORES=False)
+tile_diagonal_block_skipped = _WithMistake(SKIP_DIAGONAL=True)
+tile_strict_causal = _WithMistake(STRICT=True)
 
 
 @triton.jit
@@ -308,24 +157,8 @@ def tile_tf32(
     BLOCK_N: tl.constexpr,
     HEAD_DIM: tl.constexpr,
 ):
-    _tile_body(
-        Q,
-        K,
-        V,
-        O,
-        T,
-        S,
-        scale,
-        IS_CAUSAL,
-        BLOCK_M,
-        BLOCK_N,
-        HEAD_DIM,
-        True,
-        True,
-        False,
-        False,
-        input_precision="tf32",
-    )
+    # the mistake is in the source: a precision other than "ieee" (the check reads it)
+    tile_right(Q, K, V, O, T, S, scale, IS_CAUSAL, BLOCK_M, BLOCK_N, HEAD_DIM, input_precision="tf32")
 
 
 CORRECT = {"triton_online_softmax": update_right, "flash_tile": tile_right}

@@ -129,6 +129,13 @@ def _bwd_preprocess_kernel(O, DO, Dvec, stride_ob, stride_oh, stride_ot,
 
 
 @triton.jit
+def _load_rows(base, offs, stride, ok, HEAD_DIM: tl.constexpr):
+    """The (len(offs), HEAD_DIM) block of rows ``offs`` of a row-major matrix; zeros where not ``ok``."""
+    ptrs = base + offs[:, None] * stride + tl.arange(0, HEAD_DIM)[None, :]
+    return tl.load(ptrs, mask=ok[:, None], other=0.0)
+
+
+@triton.jit
 def _bwd_dkdv_kernel(Q, K, V, DO, LSE, Dvec, DK, DV,
                      stride_qb, stride_qh, stride_qt, stride_kb, stride_kh, stride_kn,
                      stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_dot,
@@ -146,10 +153,8 @@ def _bwd_dkdv_kernel(Q, K, V, DO, LSE, Dvec, DK, DV,
     offs_n = start_n + tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
     key_ok = offs_n < S
-    k = tl.load(K + b * stride_kb + h * stride_kh + offs_n[:, None] * stride_kn + offs_d[None, :],
-                mask=key_ok[:, None], other=0.0)
-    v = tl.load(V + b * stride_vb + h * stride_vh + offs_n[:, None] * stride_vn + offs_d[None, :],
-                mask=key_ok[:, None], other=0.0)
+    k = _load_rows(K + b * stride_kb + h * stride_kh, offs_n, stride_kn, key_ok, HEAD_DIM)  # (BLOCK_N, d)
+    v = _load_rows(V + b * stride_vb + h * stride_vh, offs_n, stride_vn, key_ok, HEAD_DIM)
     dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     q_base = Q + b * stride_qb + h * stride_qh
@@ -161,9 +166,8 @@ def _bwd_dkdv_kernel(Q, K, V, DO, LSE, Dvec, DK, DV,
     for start_m in range(lo, T, BLOCK_M):
         offs_m = start_m + tl.arange(0, BLOCK_M)
         row_ok = offs_m < T
-        q = tl.load(q_base + offs_m[:, None] * stride_qt + offs_d[None, :], mask=row_ok[:, None], other=0.0)
-        do = tl.load(do_base + offs_m[:, None] * stride_dot + offs_d[None, :], mask=row_ok[:, None],
-                     other=0.0)
+        q = _load_rows(q_base, offs_m, stride_qt, row_ok, HEAD_DIM)  # (BLOCK_M, d)
+        do = _load_rows(do_base, offs_m, stride_dot, row_ok, HEAD_DIM)
         lse2 = tl.load(LSE + bh * T + offs_m, mask=row_ok, other=0.0) * LOG2E
         delta = tl.load(Dvec + bh * T + offs_m, mask=row_ok, other=0.0)
         # P^T, computed directly as (BLOCK_N, BLOCK_M): keys on rows
@@ -199,10 +203,8 @@ def _bwd_dq_kernel(Q, K, V, DO, LSE, Dvec, DQ,
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)
     row_ok = offs_m < T
-    q = tl.load(Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qt + offs_d[None, :],
-                mask=row_ok[:, None], other=0.0)
-    do = tl.load(DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_dot + offs_d[None, :],
-                 mask=row_ok[:, None], other=0.0)
+    q = _load_rows(Q + b * stride_qb + h * stride_qh, offs_m, stride_qt, row_ok, HEAD_DIM)  # (BLOCK_M, d)
+    do = _load_rows(DO + b * stride_dob + h * stride_doh, offs_m, stride_dot, row_ok, HEAD_DIM)
     lse2 = tl.load(LSE + bh * T + offs_m, mask=row_ok, other=0.0) * LOG2E
     delta = tl.load(Dvec + bh * T + offs_m, mask=row_ok, other=0.0)
     dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
@@ -215,8 +217,8 @@ def _bwd_dq_kernel(Q, K, V, DO, LSE, Dvec, DQ,
     for start_n in range(0, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         key_ok = offs_n < S
-        k = tl.load(k_base + offs_n[:, None] * stride_kn + offs_d[None, :], mask=key_ok[:, None], other=0.0)
-        v = tl.load(v_base + offs_n[:, None] * stride_vn + offs_d[None, :], mask=key_ok[:, None], other=0.0)
+        k = _load_rows(k_base, offs_n, stride_kn, key_ok, HEAD_DIM)  # (BLOCK_N, d)
+        v = _load_rows(v_base, offs_n, stride_vn, key_ok, HEAD_DIM)
         s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale
         visible = key_ok[None, :] & row_ok[:, None]
         if IS_CAUSAL:
