@@ -104,7 +104,10 @@ def _launch_args(dtype: torch.dtype) -> dict:
 
 
 def _fixed_blocks(block_m: int | None, block_n: int | None) -> dict:
-    """Fixed block sizes for the interpreter (or when asked); {} lets the autotuner choose."""
+    """Fixed block sizes for the interpreter (or when asked); {} lets the autotuner choose.
+
+    With fixed sizes the kernels run untuned: an autotuned kernel rejects block sizes given by hand.
+    """
     if block_m is None and block_n is None and not INTERPRETED:
         return {}
     return {"BLOCK_M": block_m or _k.INTERPRETER_BLOCK, "BLOCK_N": block_n or _k.INTERPRETER_BLOCK}
@@ -119,7 +122,8 @@ def _forward(q, k, v, is_causal, scale, blocks):
     def grid(meta):
         return (math.ceil(T / meta["BLOCK_M"]), B * H)
 
-    _k.fwd_kernel[grid](
+    fwd_kernel = _k.kernels(tuned=not blocks)[0]
+    fwd_kernel[grid](
         q,
         k,
         v,
@@ -155,10 +159,11 @@ def _backward(q, k, v, o, lse, do, is_causal, scale, blocks):
     dv = torch.empty((B, H, S, d), device=q.device, dtype=v.dtype)
     common = (*_strides(q), *_strides(k), *_strides(v), *_strides(do), H, T, S, scale * _k.LOG2E, scale)
     kw = {"IS_CAUSAL": is_causal, "HEAD_DIM": d, **_launch_args(q.dtype), **blocks}
-    _k.dkdv_kernel[lambda meta: (math.ceil(S / meta["BLOCK_N"]), B * H)](
+    _, dkdv_kernel, dq_kernel = _k.kernels(tuned=not blocks)
+    dkdv_kernel[lambda meta: (math.ceil(S / meta["BLOCK_N"]), B * H)](
         q, k, v, do, lse, delta, dk, dv, *common, **kw
     )
-    _k.dq_kernel[lambda meta: (math.ceil(T / meta["BLOCK_M"]), B * H)](
+    dq_kernel[lambda meta: (math.ceil(T / meta["BLOCK_M"]), B * H)](
         q, k, v, do, lse, delta, dq, *common, **kw
     )
     return dq, dk, dv

@@ -273,10 +273,25 @@ def _autotuned(kernel, configs):
     return triton.autotune(configs=cfgs, key=_AUTOTUNE_KEY)(kernel)
 
 
-if INTERPRETED:
-    fwd_kernel, dkdv_kernel, dq_kernel = _fwd_kernel, _bwd_dkdv_kernel, _bwd_dq_kernel
-else:  # pragma: no cover - needs an NVIDIA GPU
-    fwd_kernel = _autotuned(_fwd_kernel, GPU_CONFIGS)
-    dkdv_kernel = _autotuned(_bwd_dkdv_kernel, BWD_GPU_CONFIGS)
-    dq_kernel = _autotuned(_bwd_dq_kernel, BWD_GPU_CONFIGS)
+_TUNED = None
+
+
+def kernels(tuned: bool) -> tuple:
+    """The (forward, dK/dV, dQ) kernels: autotuned on a GPU unless block sizes are fixed by hand.
+
+    An autotuned kernel rejects block sizes given at launch, and the interpreter has no timer
+    worth tuning with, so both get the plain kernels.
+    """
+    global _TUNED
+    if not tuned or INTERPRETED:
+        return _fwd_kernel, _bwd_dkdv_kernel, _bwd_dq_kernel
+    if _TUNED is None:  # pragma: no cover - needs an NVIDIA GPU
+        _TUNED = (
+            _autotuned(_fwd_kernel, GPU_CONFIGS),
+            _autotuned(_bwd_dkdv_kernel, BWD_GPU_CONFIGS),
+            _autotuned(_bwd_dq_kernel, BWD_GPU_CONFIGS),
+        )
+    return _TUNED
+
+
 preprocess_kernel = _bwd_preprocess_kernel
