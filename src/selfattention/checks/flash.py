@@ -33,6 +33,11 @@ def _triton():
     return import_triton()
 
 
+def _device() -> str:
+    """Where the check's tensors live: CPU tensors for the interpreter, else the GPU."""
+    return "cpu" if _triton()[2] else "cuda"
+
+
 def _launch(kernel: Any, grid: tuple, *args: Any, **kwargs: Any) -> None:
     """Launch a kernel; an exercise stub's NotImplementedError comes out as itself.
 
@@ -119,12 +124,13 @@ def triton_online_softmax(update: Any, raise_on_fail: bool = False) -> CheckResu
     def run(scores, values):
         import torch
 
-        out = torch.empty(ROWS, D_SMALL)
+        dev = _device()
+        out = torch.empty(ROWS, D_SMALL, device=dev)
         _launch(
             _online_kernel(),
             (1,),
-            torch.from_numpy(scores.copy()),
-            torch.from_numpy(values.copy()),
+            torch.from_numpy(scores.copy()).to(dev),
+            torch.from_numpy(values.copy()).to(dev),
             out,
             scores.shape[1],
             UPDATE=update,
@@ -132,7 +138,7 @@ def triton_online_softmax(update: Any, raise_on_fail: bool = False) -> CheckResu
             BLOCK=BLOCK,
             D=D_SMALL,
         )
-        return out.numpy()
+        return out.cpu().numpy()
 
     cases = [Case((s, v), _softmax_rows(s.astype(np.float64)) @ v, "16 rows, 4 blocks of 16 scores")]
     mistakes = [
@@ -300,6 +306,7 @@ def flash_tile(kernel: Any, raise_on_fail: bool = False) -> CheckResult:
         qb[:T], kb[:S], vb[:S] = (torch.from_numpy(np.asarray(a, dtype=np.float32)) for a in (q, k, v))
         if dots_left_at_tf32(kernel):  # what a GPU would read
             qb, kb, vb = (torch.from_numpy(_to_tf32(x.numpy())) for x in (qb, kb, vb))
+        qb, kb, vb, ob = (x.to(_device()) for x in (qb, kb, vb, ob))
         grid = (-(-T // BLOCK),)
         _launch(
             kernel,
@@ -316,7 +323,7 @@ def flash_tile(kernel: Any, raise_on_fail: bool = False) -> CheckResult:
             BLOCK_N=BLOCK,
             HEAD_DIM=D_SMALL,
         )
-        return np.nan_to_num(ob[:T].numpy(), nan=0.0)
+        return np.nan_to_num(ob[:T].cpu().numpy(), nan=0.0)
 
     r = np.random.default_rng(1234)
     shapes = [
