@@ -136,6 +136,32 @@ def _load_rows(base, offs, stride, ok, HEAD_DIM: tl.constexpr):
 
 
 @triton.jit
+def _dkdv_inner(dk, dv, k, v, q_base, do_base, lse_row, d_row, stride_qt, stride_dot, offs_n, lo, hi, T, S,
+                qk_scale, MASKED: tl.constexpr, IS_CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr,
+                HEAD_DIM: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """Add the query blocks [lo, hi) into dK and dV of one key block (tiles kept transposed)."""
+    for start_m in range(lo, hi, BLOCK_M):
+        offs_m = start_m + tl.arange(0, BLOCK_M)
+        row_ok = offs_m < T
+        q = _load_rows(q_base, offs_m, stride_qt, row_ok, HEAD_DIM)  # (BLOCK_M, d)
+        do = _load_rows(do_base, offs_m, stride_dot, row_ok, HEAD_DIM)
+        lse2 = tl.load(lse_row + offs_m, mask=row_ok, other=0.0) * LOG2E
+        delta = tl.load(d_row + offs_m, mask=row_ok, other=0.0)
+        # P^T, computed directly as (BLOCK_N, BLOCK_M): keys on rows
+        p_t = tl.exp2(tl.dot(k, tl.trans(q), input_precision=DOT_PRECISION) * qk_scale - lse2[None, :])
+        if MASKED:
+            visible = (offs_n[:, None] < S) & row_ok[None, :]
+            if IS_CAUSAL:
+                visible = visible & (offs_n[:, None] <= offs_m[None, :])
+            p_t = tl.where(visible, p_t, 0.0)
+        dv += tl.dot(p_t.to(do.dtype), do, input_precision=DOT_PRECISION)
+        dp_t = tl.dot(v, tl.trans(do), input_precision=DOT_PRECISION)  # (BLOCK_N, BLOCK_M)
+        ds_t = p_t * (dp_t - delta[None, :])
+        dk += tl.dot(ds_t.to(q.dtype), q, input_precision=DOT_PRECISION)
+    return dk, dv
+
+
+@triton.jit
 def _bwd_dkdv_kernel(Q, K, V, DO, LSE, Dvec, DK, DV,
                      stride_qb, stride_qh, stride_qt, stride_kb, stride_kh, stride_kn,
                      stride_vb, stride_vh, stride_vn, stride_dob, stride_doh, stride_dot,
@@ -160,30 +186,50 @@ def _bwd_dkdv_kernel(Q, K, V, DO, LSE, Dvec, DK, DV,
     q_base = Q + b * stride_qb + h * stride_qh
     do_base = DO + b * stride_dob + h * stride_doh
 
+    # Query blocks [lo, mid) cross the diagonal (causal); [mid, full_hi) are whole and see every key
+    # of this block, so they need no mask; [full_hi, T) holds the ragged end. A ragged key block
+    # (start_n + BLOCK_N > S) is masked throughout.
     lo = 0
+    mid = 0
     if IS_CAUSAL:  # queries before start_n see none of these keys
         lo = (start_n // BLOCK_M) * BLOCK_M
-    for start_m in range(lo, T, BLOCK_M):
-        offs_m = start_m + tl.arange(0, BLOCK_M)
-        row_ok = offs_m < T
-        q = _load_rows(q_base, offs_m, stride_qt, row_ok, HEAD_DIM)  # (BLOCK_M, d)
-        do = _load_rows(do_base, offs_m, stride_dot, row_ok, HEAD_DIM)
-        lse2 = tl.load(LSE + bh * T + offs_m, mask=row_ok, other=0.0) * LOG2E
-        delta = tl.load(Dvec + bh * T + offs_m, mask=row_ok, other=0.0)
-        # P^T, computed directly as (BLOCK_N, BLOCK_M): keys on rows
-        s_t = tl.dot(k, tl.trans(q), input_precision=DOT_PRECISION) * qk_scale
-        visible = key_ok[:, None] & row_ok[None, :]
-        if IS_CAUSAL:
-            visible = visible & (offs_n[:, None] <= offs_m[None, :])
-        p_t = tl.where(visible, tl.exp2(s_t - lse2[None, :]), 0.0)
-        dv += tl.dot(p_t.to(do.dtype), do, input_precision=DOT_PRECISION)
-        dp_t = tl.dot(v, tl.trans(do), input_precision=DOT_PRECISION)  # (BLOCK_N, BLOCK_M)
-        ds_t = p_t * (dp_t - delta[None, :])
-        dk += tl.dot(ds_t.to(q.dtype), q, input_precision=DOT_PRECISION)
+        mid = tl.minimum(T, tl.cdiv(start_n + BLOCK_N - 1, BLOCK_M) * BLOCK_M)
+    full_hi = tl.maximum(mid, (T // BLOCK_M) * BLOCK_M)
+    if start_n + BLOCK_N > S:
+        full_hi = mid
+    lse_row, d_row = LSE + bh * T, Dvec + bh * T
+    dk, dv = _dkdv_inner(dk, dv, k, v, q_base, do_base, lse_row, d_row, stride_qt, stride_dot, offs_n,
+                         lo, mid, T, S, qk_scale, True, IS_CAUSAL, BLOCK_M, HEAD_DIM, DOT_PRECISION)
+    dk, dv = _dkdv_inner(dk, dv, k, v, q_base, do_base, lse_row, d_row, stride_qt, stride_dot, offs_n,
+                         mid, full_hi, T, S, qk_scale, False, IS_CAUSAL, BLOCK_M, HEAD_DIM, DOT_PRECISION)
+    dk, dv = _dkdv_inner(dk, dv, k, v, q_base, do_base, lse_row, d_row, stride_qt, stride_dot, offs_n,
+                         full_hi, T, T, S, qk_scale, True, IS_CAUSAL, BLOCK_M, HEAD_DIM, DOT_PRECISION)
     dk_ptrs = DK + bh * S * HEAD_DIM + offs_n[:, None] * HEAD_DIM + offs_d[None, :]
     dv_ptrs = DV + bh * S * HEAD_DIM + offs_n[:, None] * HEAD_DIM + offs_d[None, :]
     tl.store(dk_ptrs, (dk * scale).to(DK.dtype.element_ty), mask=key_ok[:, None])
     tl.store(dv_ptrs, dv.to(DV.dtype.element_ty), mask=key_ok[:, None])
+
+
+@triton.jit
+def _dq_inner(dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, offs_m, lo, hi, S, qk_scale,
+              MASKED: tl.constexpr, IS_CAUSAL: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
+              DOT_PRECISION: tl.constexpr):
+    """Add the key blocks [lo, hi) into dQ of one query block."""
+    for start_n in range(lo, hi, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        key_ok = offs_n < S
+        k = _load_rows(k_base, offs_n, stride_kn, key_ok, HEAD_DIM)  # (BLOCK_N, d)
+        v = _load_rows(v_base, offs_n, stride_vn, key_ok, HEAD_DIM)
+        p = tl.exp2(tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale - lse2[:, None])
+        if MASKED:
+            visible = key_ok[None, :]
+            if IS_CAUSAL:
+                visible = visible & (offs_n[None, :] <= offs_m[:, None])
+            p = tl.where(visible, p, 0.0)
+        dp = tl.dot(do, tl.trans(v), input_precision=DOT_PRECISION)
+        ds = p * (dp - delta[:, None])
+        dq += tl.dot(ds.to(k.dtype), k, input_precision=DOT_PRECISION)
+    return dq
 
 
 @triton.jit
@@ -195,7 +241,8 @@ def _bwd_dq_kernel(Q, K, V, DO, LSE, Dvec, DQ,
                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """One program: one block of BLOCK_M queries; dQ = scale * dS K over the keys they see.
 
-    DQ is a contiguous (B, H, T, d) buffer, written once (no atomics).
+    Rows past T load zeros (q, dO, lse and D), so their dS is 0 without a mask. DQ is a
+    contiguous (B, H, T, d) buffer, written once (no atomics).
     """
     start_m = tl.program_id(0) * BLOCK_M
     bh = tl.program_id(1)
@@ -211,22 +258,16 @@ def _bwd_dq_kernel(Q, K, V, DO, LSE, Dvec, DQ,
     k_base = K + b * stride_kb + h * stride_kh
     v_base = V + b * stride_vb + h * stride_vh
 
+    # the forward's split: whole visible key blocks without a mask, then the diagonal and ragged end
+    full_end = (S // BLOCK_N) * BLOCK_N
     hi = S
     if IS_CAUSAL:
+        full_end = tl.minimum(full_end, ((start_m + 1) // BLOCK_N) * BLOCK_N)
         hi = tl.minimum(S, start_m + BLOCK_M)
-    for start_n in range(0, hi, BLOCK_N):
-        offs_n = start_n + tl.arange(0, BLOCK_N)
-        key_ok = offs_n < S
-        k = _load_rows(k_base, offs_n, stride_kn, key_ok, HEAD_DIM)  # (BLOCK_N, d)
-        v = _load_rows(v_base, offs_n, stride_vn, key_ok, HEAD_DIM)
-        s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale
-        visible = key_ok[None, :] & row_ok[:, None]
-        if IS_CAUSAL:
-            visible = visible & (offs_n[None, :] <= offs_m[:, None])
-        p = tl.where(visible, tl.exp2(s - lse2[:, None]), 0.0)
-        dp = tl.dot(do, tl.trans(v), input_precision=DOT_PRECISION)
-        ds = p * (dp - delta[:, None])
-        dq += tl.dot(ds.to(k.dtype), k, input_precision=DOT_PRECISION)
+    dq = _dq_inner(dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, offs_m, 0, full_end, S,
+                   qk_scale, False, IS_CAUSAL, BLOCK_N, HEAD_DIM, DOT_PRECISION)
+    dq = _dq_inner(dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, offs_m, full_end, hi, S,
+                   qk_scale, True, IS_CAUSAL, BLOCK_N, HEAD_DIM, DOT_PRECISION)
     dq_ptrs = DQ + bh * T * HEAD_DIM + offs_m[:, None] * HEAD_DIM + offs_d[None, :]
     tl.store(dq_ptrs, (dq * scale).to(DQ.dtype.element_ty), mask=row_ok[:, None])
 
