@@ -8,6 +8,8 @@ from __future__ import annotations
 
 
 def pytest_configure(config) -> None:
-    from selfattention import triton_mode
-
+    try:
+        from selfattention import triton_mode
+    except ImportError:  # the library is not importable here: its own tests will say so
+        return
     triton_mode.choose_mode()
