@@ -114,4 +114,6 @@ BENCH_DEVICE ?= auto
 bench: $(BOOTSTRAP)  ## time every attention implementation here -> results/<machine-tag>/ (< 5 min)
 	@start=$$SECONDS; \
 	"$(PY)" tools/bench.py --device $(BENCH_DEVICE) $(if $(BENCH_OUT),--out $(BENCH_OUT)); \
+	if "$(PY)" -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
+	    "$(PY)" tools/flash_gpu.py $(if $(BENCH_OUT),--out $(BENCH_OUT)); fi; \
 	echo "make bench: done in $$((SECONDS - start)) s"

@@ -16,6 +16,7 @@ Checks by chapter:
   :func:`fix_inverted_mask`, :func:`kv_step`.
 * Part III: :func:`attention_flops`, :func:`online_softmax_update`;
   :func:`softmax_backward`, :func:`attention_block_backward` (the backward pass);
+  :func:`triton_online_softmax`, :func:`flash_tile` (FlashAttention in Triton, chapter 9);
   :func:`lm_shift`, :func:`answer_targets`, :func:`greedy_generate` (the tiny transformer).
 * Chapter 11: :func:`cross_attention`, :func:`sliding_window_mask`, :func:`linear_attention`,
   :func:`structured_penalty`.
@@ -24,6 +25,7 @@ Checks by chapter:
 from ._core import CHECK_CALL_RE, CheckError, CheckResult, learner_facing
 from .backward import attention_block_backward, softmax_backward
 from .beyond import cross_attention, linear_attention, sliding_window_mask, structured_penalty
+from .flash import flash_tile, triton_online_softmax
 from .foundations import (
     attention,
     attention_row,
@@ -58,6 +60,7 @@ __all__ = [
     "causal_mask",
     "dot",
     "fix_inverted_mask",
+    "flash_tile",
     "greedy_generate",
     "kv_step",
     "lm_shift",
@@ -76,6 +79,7 @@ __all__ = [
     # chapter 8
     "attention_block_backward",
     "softmax_backward",
+    "triton_online_softmax",
     # chapter 1
     "scores_one_query",
     "weighted_sum",

@@ -1,0 +1,215 @@
+"""FlashAttention-2 in Triton on a CUDA GPU: correctness, then the benchmark of issue 13.
+
+    PYTHONPATH=src python tools/flash_gpu.py [--out results] [--quick]
+
+1. Correctness: ``selfattention.flash.flash_attention`` in float16, bfloat16 and float32 against
+   SDPA in float32 (forward and gradients; ragged, T != S, causal). A half-precision result passes
+   when its error is at most twice SDPA's own error in that dtype plus a small floor.
+2. Benchmark: B=4, H=16, d in {64, 128}, T from 1024 to 16384, float16 and bfloat16; flash
+   forward and forward + backward, causal or not, beside SDPA restricted to its FLASH backend;
+   medians of CUDA-event timings; TFLOP/s against a measured torch.mm ceiling.
+
+Writes results.json and summary.md (targets, ratio table, correctness) into
+``<out>/<card-tag>/flash/``. On a machine without CUDA it refuses: Triton's interpreter gives
+right answers, but its times are not speeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+FLOOR = {"float16": 2e-3, "bfloat16": 1e-2, "float32": 5e-4}  # absolute slack over 2 x SDPA's error
+B, H = 4, 16
+
+
+def card_tag() -> str:
+    name = torch.cuda.get_device_name(0)
+    return "cuda-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def cuda_median_ms(fn, warmup: int = 3, repeats: int = 20) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def matmul_ceiling_tflops(dtype: torch.dtype, n: int = 8192) -> float:
+    a, b = (torch.randn(n, n, device="cuda", dtype=dtype) for _ in range(2))
+    return 2 * n**3 / (cuda_median_ms(lambda: a @ b) * 1e-3) / 1e12
+
+
+def correctness(flash_attention) -> list[dict]:
+    rows = []
+    shapes = [(2, 3, 1000, 1000, 64), (1, 4, 777, 1500, 128), (2, 2, 1500, 333, 32), (1, 2, 129, 257, 16)]
+    for dname, dtype in DTYPES.items():
+        for Bc, Hc, T, S, d in shapes:
+            for causal in (False, True):
+                g = torch.Generator(device="cuda").manual_seed(T + S + d)
+                q32, k32, v32 = (torch.randn(Bc, Hc, n, d, device="cuda", generator=g) for n in (T, S, S))
+                do32 = torch.randn(Bc, Hc, T, d, device="cuda", generator=g)
+                ref_in = [x.clone().requires_grad_() for x in (q32, k32, v32)]
+                ref = F.scaled_dot_product_attention(*ref_in, is_causal=causal)
+                ref_grads = torch.autograd.grad(ref, ref_in, do32)
+                results = {}
+                for impl in ("flash", "sdpa"):
+                    xs = [x.to(dtype).requires_grad_() for x in (q32, k32, v32)]
+                    if impl == "flash":
+                        out = flash_attention(*xs, is_causal=causal)
+                    else:
+                        out = F.scaled_dot_product_attention(*xs, is_causal=causal)
+                    grads = torch.autograd.grad(out, xs, do32.to(dtype))
+                    results[impl] = [out, *grads]
+                for i, what in enumerate(("out", "dq", "dk", "dv")):
+                    want = (ref, *ref_grads)[i].float()
+                    err = (results["flash"][i].float() - want).abs().max().item()
+                    sdpa_err = (results["sdpa"][i].float() - want).abs().max().item()
+                    tol = 2 * sdpa_err + FLOOR[dname] if dname != "float32" else FLOOR[dname]
+                    rows.append(
+                        {
+                            "dtype": dname,
+                            "shape": f"B={Bc} H={Hc} T={T} S={S} d={d}",
+                            "causal": causal,
+                            "what": what,
+                            "error": err,
+                            "sdpa_error": sdpa_err,
+                            "tol": tol,
+                            "passed": err <= tol,
+                        }
+                    )
+                    print(
+                        f"  {dname:8s} T={T:5d} S={S:5d} d={d:3d} causal={causal!s:5s} {what}: "
+                        f"error {err:.2e} (SDPA {sdpa_err:.2e}, tol {tol:.1e}) "
+                        f"{'ok' if err <= tol else 'FAIL'}",
+                        flush=True,
+                    )
+    return rows
+
+
+def time_one(flash_attention, q, k, v, do, impl: str, mode: str, causal: bool) -> float:
+    """Median milliseconds of one forward (or forward + backward) of ``impl``."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    def fwd():
+        if impl == "flash":
+            return flash_attention(q, k, v, is_causal=causal)
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+    if mode == "fwd":
+        with torch.no_grad():
+            return cuda_median_ms(fwd)
+    return cuda_median_ms(lambda: torch.autograd.grad(fwd(), (q, k, v), do))
+
+
+def benchmark(flash_attention, flash_flops, Ts, dims, dtypes) -> list[dict]:
+    rows = []
+    for dname in dtypes:
+        for d in dims:
+            for T in Ts:
+                q, k, v, do = (
+                    torch.randn(B, H, T, d, device="cuda", dtype=DTYPES[dname], requires_grad=i < 3)
+                    for i in range(4)
+                )
+                for causal in (False, True):
+                    for impl in ("flash", "sdpa_flash"):
+                        for mode in ("fwd", "fwd_bwd"):
+                            ms = time_one(flash_attention, q, k, v, do, impl, mode, causal)
+                            tflops = flash_flops(B, H, T, T, d, causal, mode) / (ms * 1e-3) / 1e12
+                            rows.append(
+                                {
+                                    "impl": impl,
+                                    "mode": mode,
+                                    "dtype": dname,
+                                    "d": d,
+                                    "T": T,
+                                    "causal": causal,
+                                    "median_ms": ms,
+                                    "tflops": tflops,
+                                }
+                            )
+                            print(
+                                f"  {impl:10s} {mode:7s} {dname:8s} d={d:3d} T={T:5d} causal={causal!s:5s} "
+                                f"{ms:8.3f} ms {tflops:6.1f} TFLOP/s",
+                                flush=True,
+                            )
+                torch.cuda.empty_cache()
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "results"), help="results root (default: results/)")
+    parser.add_argument("--quick", action="store_true", help="T up to 4096 and d=64 only (a smoke run)")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print(
+            "flash_gpu: no CUDA GPU here, so there is nothing to measure. Triton's interpreter runs "
+            "the kernels on a CPU for correctness only (tests/test_flash.py); its times are not "
+            "speeds and are never reported.",
+            file=sys.stderr,
+        )
+        return 2
+    import triton
+
+    from selfattention.flash import flash_attention
+    from selfattention.flash_bench import flash_flops, summary_markdown, verdicts
+
+    Ts = [1024, 2048, 4096] if args.quick else [1024, 2048, 4096, 8192, 16384]
+    dims = [64] if args.quick else [64, 128]
+    context = {
+        "device": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "cuda": torch.version.cuda,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    print(f"flash_gpu: {context}")
+    print("flash_gpu: correctness against SDPA in float32")
+    corr = correctness(flash_attention)
+    print("flash_gpu: matmul ceiling")
+    ceiling = {n: matmul_ceiling_tflops(DTYPES[n]) for n in ("float16", "bfloat16")}
+    print(f"  {ceiling}")
+    print("flash_gpu: benchmark")
+    rows = benchmark(flash_attention, flash_flops, Ts, dims, ["float16", "bfloat16"])
+    results = {
+        "context": context,
+        "B": B,
+        "H": H,
+        "matmul_ceiling_tflops": ceiling,
+        "rows": rows,
+        "correctness": corr,
+        "verdicts": verdicts(rows),
+    }
+    out = Path(args.out) / card_tag() / "flash"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out / "summary.md").write_text(summary_markdown(results))
+    print((out / "summary.md").read_text())
+    failed = sum(not c["passed"] for c in corr)
+    print(f"flash_gpu: wrote {out}; correctness: {len(corr) - failed} of {len(corr)} passed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
