@@ -16,6 +16,7 @@ Checks by chapter:
   :func:`fix_inverted_mask`, :func:`kv_step`.
 * Part III: :func:`attention_flops`, :func:`online_softmax_update`;
   :func:`lm_shift`, :func:`answer_targets`, :func:`greedy_generate` (the tiny transformer).
+* Modern practice: :func:`rope_attention` (chapter 4), :func:`top_k_probs` (chapter 10).
 * Chapter 11: :func:`cross_attention`, :func:`sliding_window_mask`, :func:`linear_attention`,
   :func:`structured_penalty`.
 """
@@ -43,6 +44,7 @@ from .layer import (
 )
 from .masking import causal_mask, fix_inverted_mask, kv_step, masked_softmax
 from .model import answer_targets, greedy_generate, lm_shift
+from .modern import rope_attention, top_k_probs
 from .scale import attention_flops, online_softmax_update
 
 __all__ = [
@@ -70,6 +72,9 @@ __all__ = [
     "softmax",
     "softmax_list",
     "split_heads",
+    # modern practice (chapters 4 and 10)
+    "rope_attention",
+    "top_k_probs",
     # chapter 1
     "scores_one_query",
     "weighted_sum",
