@@ -171,6 +171,11 @@ class SlidingWindowCache:
         return cls(batch, mha.num_kv_heads, window, mha.d_head, dtype=w.dtype, device=w.device)
 
     @property
+    def positions(self) -> torch.Tensor:
+        """The position held by each slot, (window,) long; -1 marks an empty slot (a copy)."""
+        return self._pos.clone()
+
+    @property
     def nbytes(self) -> int:
         """Bytes held by the key/value ring and its position table (fixed)."""
         return self._ring.nbytes + self._pos.numel() * self._pos.element_size()
