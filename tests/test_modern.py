@@ -221,7 +221,7 @@ def test_sliding_window_cache_equals_masked_recomputation(window, num_kv_heads):
     tail, _ = mha.step(x[:, 9:], cache)  # several tokens again, after the ring wrapped
     torch.testing.assert_close(torch.cat([prompt, *steps, tail], 1), ref)
     assert cache.nbytes == before and cache.length == 12
-    assert sorted(cache.positions.tolist())[-min(window, 12):] == list(range(12 - min(window, 12), 12))
+    assert sorted(cache.positions.tolist())[-min(window, 12) :] == list(range(12 - min(window, 12), 12))
     # without the window the answer differs (the test can fail)
     full, _ = mha(x, is_causal=True)
     if window < 12:

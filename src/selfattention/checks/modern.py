@@ -41,8 +41,9 @@ def rope_attention(fn, raise_on_fail: bool = False) -> CheckResult:
     """Check ``fn(x, W_q, W_k, W_v, positions) -> out`` (B, T, d): attention with RoPE.
 
     x (B, T, d); W_q, W_k, W_v (d, d) with Q = x @ W_q; positions (B, T) integers, one row per
-    sequence (rows may restart at 0: several short sequences packed into one). The queries and keys (not the values) are rotated after the projection, pair i =
-    features (2i, 2i+1) turning by positions * base^(-2i/d) with base 10000; no mask.
+    sequence (rows may restart at 0: several short sequences packed into one). The queries and
+    keys (not the values) are rotated after the projection, pair i = features (2i, 2i+1) turning
+    by positions * base^(-2i/d) with base 10000; no mask.
     """
     g = torch.Generator().manual_seed(4004)
     cases = []
