@@ -20,8 +20,25 @@ ROOT = Path(__file__).resolve().parents[1]
 MiB = 2**20
 
 CASE_KEYS = {
-    "impl", "label", "device", "dtype", "B", "H", "T", "S", "d", "causal", "flops", "median_s", "min_s",
-    "times_s", "repeats", "gflops", "fraction_of_ceiling", "peak_extra_bytes", "extrapolated",
+    "impl",
+    "label",
+    "device",
+    "dtype",
+    "B",
+    "H",
+    "T",
+    "S",
+    "d",
+    "causal",
+    "flops",
+    "median_s",
+    "min_s",
+    "times_s",
+    "repeats",
+    "gflops",
+    "fraction_of_ceiling",
+    "peak_extra_bytes",
+    "extrapolated",
     "memory_only",
 }
 
@@ -46,10 +63,16 @@ def test_attention_flops_matches_loops_count():
     assert bench.attention_flops(1, 1, 6, 6, 8) == 2 * loops.count_multiply_adds(6, 6, 8, 8)
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "8"])
-def test_attention_flops_rejects_bad_sizes(bad):
-    with pytest.raises(ValueError, match="T must be an int"):
+@pytest.mark.parametrize(
+    "bad, error", [(0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError), ("8", TypeError)]
+)
+def test_attention_flops_rejects_bad_sizes(bad, error):
+    with pytest.raises(error, match="T must be an int"):
         bench.attention_flops(1, 1, bad, 4, 4)
+
+
+def test_attention_flops_accepts_numpy_ints():
+    assert bench.attention_flops(1, 1, np.int64(6), 6, 8) == bench.attention_flops(1, 1, 6, 6, 8)
 
 
 # ---- timer ---------------------------------------------------------------------------------------
@@ -80,8 +103,9 @@ def test_time_fn_rejects_bad_arguments():
 
 
 # ---- memory probe --------------------------------------------------------------------------------
-needs_probe = pytest.mark.skipif(bench.memory_method("cpu").startswith("none"),
-                                 reason=bench.memory_method("cpu"))
+needs_probe = pytest.mark.skipif(
+    bench.memory_method("cpu").startswith("none"), reason=bench.memory_method("cpu")
+)
 
 
 @needs_probe
@@ -142,8 +166,18 @@ def test_matmul_ceiling_small():
 
 def test_machine_context_has_the_facts():
     ctx = bench.machine_context("cpu")
-    for key in ("cpu_model", "cpu_count", "torch_threads", "torch", "numpy", "blas", "gpu", "date",
-                "memory_method", "device"):
+    for key in (
+        "cpu_model",
+        "cpu_count",
+        "torch_threads",
+        "torch",
+        "numpy",
+        "blas",
+        "gpu",
+        "date",
+        "memory_method",
+        "device",
+    ):
         assert key in ctx
     assert ctx["torch"] == torch.__version__ and ctx["numpy"] == np.__version__
     json.dumps(ctx)  # serialisable
@@ -213,12 +247,25 @@ def test_quick_suite_logs_one_line_per_case(quick_results):
 
 def test_target_ratios_on_a_synthetic_result():
     def case(impl, T, causal, median=None, mem=None):
-        return {"impl": impl, "T": T, "causal": causal, "dtype": "float32", "median_s": median,
-                "peak_extra_bytes": mem}
+        return {
+            "impl": impl,
+            "T": T,
+            "causal": causal,
+            "dtype": "float32",
+            "median_s": median,
+            "peak_extra_bytes": mem,
+        }
 
-    res = {"cases": [case("sdpa", 2048, False, 1.0), case("numpy", 2048, False, 3.0),
-                     case("course_torch", 2048, False, 2.0), case("tiled", 2048, False, 1.2),
-                     case("tiled", 2048, True, 0.6), case("tiled", 8192, False, mem=40 * MiB)]}
+    res = {
+        "cases": [
+            case("sdpa", 2048, False, 1.0),
+            case("numpy", 2048, False, 3.0),
+            case("course_torch", 2048, False, 2.0),
+            case("tiled", 2048, False, 1.2),
+            case("tiled", 2048, True, 0.6),
+            case("tiled", 8192, False, mem=40 * MiB),
+        ]
+    }
     got = {t["name"]: t for t in bench.target_ratios(res)}
     assert got["numpy_over_sdpa"]["value"] == pytest.approx(3.0) and got["numpy_over_sdpa"]["met"] is False
     assert got["course_torch_over_sdpa"]["met"] is True
@@ -239,7 +286,10 @@ def test_cli_quick_end_to_end(tmp_path):
     out = tmp_path / "quick"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "bench.py"), "--quick", "--device", "cpu", "--out", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "bench: done" in proc.stdout
@@ -252,8 +302,9 @@ def test_cli_quick_end_to_end(tmp_path):
     assert any(p.startswith("gflops_T") for p in pngs)
 
 
-@pytest.mark.parametrize("machine", sorted(p.name for p in (ROOT / "results").glob("*")
-                                           if (p / "results.json").is_file()))
+@pytest.mark.parametrize(
+    "machine", sorted(p.name for p in (ROOT / "results").glob("*") if (p / "results.json").is_file())
+)
 def test_committed_reports_are_regenerated_from_their_json(machine, tmp_path):
     """summary.md is a pure function of results.json: rewriting it gives the committed file, and
     the plots of every dtype in the run (float16/bfloat16 on the GPU) are drawn."""
@@ -278,8 +329,7 @@ def test_quick_suite_in_process(tmp_path):
     assert {"numpy", "course_torch", "tiled", "sdpa", "sdpa_math"} <= impls
     for c in results["cases"]:
         if c.get("median_s"):
-            assert c["gflops"] == pytest.approx(
-                c["flops"] / c["median_s"] / 1e9, rel=1e-6)
+            assert c["gflops"] == pytest.approx(c["flops"] / c["median_s"] / 1e9, rel=1e-6)
     summary = bench.write_summary(results, tmp_path / "summary.md").read_text()
     assert "Targets" in summary
 

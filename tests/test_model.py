@@ -228,3 +228,4 @@ def test_progress_bar_only_in_an_interactive_session(monkeypatch, capsys):
     assert "training" in capsys.readouterr().err  # tqdm's bar (text form outside Jupyter)
     assert r.log == ["step     1/2  loss " + f"{r.losses[0]:.3f}", "step     2/2  loss "
                      + f"{r.losses[1]:.3f}"]
+

@@ -59,8 +59,10 @@ def _nested_list_to_array(name: str, x: list | tuple) -> np.ndarray:
     return arr.astype(np.float64)
 
 
-def require_int(name: str, value: Any, minimum: int = 1) -> int:
+def require_int(name: str, value: Any, minimum: int | None = 1) -> int:
     """Return ``value`` as a Python int, or raise naming ``name``.
+
+    ``minimum=None`` checks the type only (for callers whose bound needs a message of its own).
 
     Python and NumPy integers are accepted (``np.int64(4)`` is as good as ``4``); ``bool`` is not,
     although Python counts it as an int (``True`` as a size is always a slip).
@@ -70,8 +72,9 @@ def require_int(name: str, value: Any, minimum: int = 1) -> int:
         ValueError: ``value`` < ``minimum``.
     """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r} (a {type(value).__name__}).")
-    if value < minimum:
+        bound = "" if minimum is None else f" >= {minimum}"
+        raise TypeError(f"{name} must be an int{bound}, got {value!r} (a {type(value).__name__}).")
+    if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {int(value)}.")
     return int(value)
 

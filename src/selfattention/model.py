@@ -3,7 +3,7 @@
 In the spirit of nanoGPT, one small class per idea::
 
     idx (B, T) token ids
-      -> TokenEmbedding + LearnedPositionalEmbedding          x (B, T, d_model)
+      -> TokenEmbedding (+ LearnedPositionalEmbedding)        x (B, T, d_model)
       -> Block x num_layers:
             x = x + MultiHeadSelfAttention(LayerNorm(x), is_causal=True)
             x = x + MLP(LayerNorm(x))
@@ -12,8 +12,12 @@ In the spirit of nanoGPT, one small class per idea::
 The attention is ``multihead.MultiHeadSelfAttention``; training calls it with
 ``need_weights=False`` (torch's fused SDPA), reading the maps calls it with ``need_weights=True``
 (the library's own SDPA, which also returns the (B, H, T, T) weights). Generation can use one
-``kvcache.KVCache`` per layer and ``kvcache.decode_step``, the mechanism of chapter 6, and gives
+``kvcache.KVCache`` per layer and ``MultiHeadSelfAttention.step``, the mechanism of chapter 6, and gives
 the same tokens as recomputing the whole prefix at every step.
+
+Positions come from a learned table added to the tokens (``pos="learned"``, GPT-2) or from
+rotating the queries and keys of every layer (``pos="rope"``, ``positional.apply_rope``, as
+Llama). ``generate`` decodes greedily or samples (``sampling``: temperature, top-k, top-p).
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ import torch
 from torch import nn
 
 from ._validate import require_int, shape_str
-from .kvcache import KVCache, decode_step
+from .kvcache import KVCache
 from .multihead import MultiHeadSelfAttention
 from .positional import LearnedPositionalEmbedding
+from .sampling import check_sampling, sample_next
 
 __all__ = ["MLP", "Block", "ModelConfig", "TinyTransformer", "ablate_heads", "generate"]
 
@@ -44,6 +49,8 @@ class ModelConfig:
         num_heads: heads per attention layer; must divide d_model.
         num_layers: number of blocks.
         d_ff: hidden width of the MLP (default 4 * d_model, as in GPT-2).
+        pos: "learned" (a table of position vectors added to the tokens) or "rope" (queries and
+            keys rotated by their positions in every layer).
     """
 
     vocab_size: int
@@ -52,6 +59,7 @@ class ModelConfig:
     num_heads: int = 2
     num_layers: int = 2
     d_ff: int | None = None
+    pos: str = "learned"
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "max_len", "d_model", "num_heads", "num_layers"):
@@ -63,6 +71,8 @@ class ModelConfig:
             )
         if self.d_ff is not None:
             require_int("d_ff", self.d_ff)
+        if self.pos not in ("learned", "rope"):
+            raise ValueError(f'pos must be "learned" or "rope", got pos={self.pos!r}.')
 
     @property
     def hidden(self) -> int:
@@ -97,10 +107,10 @@ class Block(nn.Module):
     unchanged by adding nothing, and gradients flow straight through the additions.
     """
 
-    def __init__(self, d_model: int, num_heads: int, d_ff: int) -> None:
+    def __init__(self, d_model: int, num_heads: int, d_ff: int, rope: bool = False) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(d_model)
-        self.attn = MultiHeadSelfAttention(d_model, num_heads)
+        self.attn = MultiHeadSelfAttention(d_model, num_heads, rope=rope)
         self.ln2 = nn.LayerNorm(d_model)
         self.mlp = MLP(d_model, d_ff)
 
@@ -120,7 +130,7 @@ class Block(nn.Module):
         S = cache.length after the step. Equals the last T_new rows of ``forward`` on the whole
         sequence.
         """
-        a, weights = decode_step(self.attn, self.ln1(x_new), cache)
+        a, weights = self.attn.step(self.ln1(x_new), cache)
         x = x_new + a
         x = x + self.mlp(self.ln2(x))
         return x, weights
@@ -143,9 +153,11 @@ class TinyTransformer(nn.Module):
         self.config = config
         c = config
         self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)  # id -> (d_model,)
-        self.pos_emb = LearnedPositionalEmbedding(c.max_len, c.d_model)  # position -> (d_model,)
+        rope = c.pos == "rope"
+        if not rope:
+            self.pos_emb = LearnedPositionalEmbedding(c.max_len, c.d_model)  # position -> (d_model,)
         self.blocks = nn.ModuleList(
-            [Block(c.d_model, c.num_heads, c.hidden) for _ in range(c.num_layers)]
+            [Block(c.d_model, c.num_heads, c.hidden, rope=rope) for _ in range(c.num_layers)]
         )
         self.ln_f = nn.LayerNorm(c.d_model)
         self.head = nn.Linear(c.d_model, c.vocab_size)  # (B, T, d_model) -> (B, T, vocab_size)
@@ -175,7 +187,13 @@ class TinyTransformer(nn.Module):
             )
 
     def embed(self, idx: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        """idx (B, T) -> x (B, T, d_model): token embedding + embedding of positions offset.."""
+        """idx (B, T) -> x (B, T, d_model): token embedding + embedding of positions offset..
+
+        With ``pos="rope"`` the tokens carry no position here: each attention layer rotates its
+        queries and keys instead.
+        """
+        if self.config.pos == "rope":
+            return self.tok_emb(idx)
         return self.tok_emb(idx) + self.pos_emb(idx.shape[1], offset)  # (T, d) broadcasts over B
 
     def forward(
@@ -253,8 +271,16 @@ def generate(
     max_new_tokens: int,
     use_cache: bool = True,
     return_logits: bool = False,
+    temperature: float | None = None,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Greedy decoding: append the most likely next token, ``max_new_tokens`` times.
+    """Append a next token ``max_new_tokens`` times: greedy by default, or sampled.
+
+    Greedy (the default, all of temperature, top_k, top_p None) appends the most likely token.
+    Given any of them, each token is drawn from softmax(logits / temperature) restricted to the
+    top-k / top-p tokens (``sampling.sample_next``), with ``generator`` (seed it to repeat).
 
     Without the cache every step runs the model on the whole sequence so far (O(T^2) attention
     per step); with it the prompt is run once (prefill) and every later step feeds only the
@@ -265,14 +291,21 @@ def generate(
         prompt: (B, T_prompt) integer ids.
         max_new_tokens: how many tokens to add (>= 0).
         use_cache: decode with one KV cache per layer.
-        return_logits: also return the logits that chose each new token.
+        return_logits: also return the logits that chose each new token (before temperature
+            and filtering).
+        temperature: > 0; sampling temperature (1 when sampling and not given).
+        top_k: >= 1; sample among the k most likely tokens.
+        top_p: in (0, 1]; sample among the fewest tokens whose probability reaches top_p.
+        generator: a ``torch.Generator`` for the draws.
     Returns:
         tokens (B, T_prompt + max_new_tokens); with ``return_logits`` a tuple
         (tokens, logits (B, max_new_tokens, vocab_size)).
     Raises:
-        ValueError: max_new_tokens < 0, or T_prompt + max_new_tokens - 1 > model.config.max_len
-            (and the errors of ``model.forward`` for a bad prompt).
+        ValueError: max_new_tokens < 0, or T_prompt + max_new_tokens - 1 > model.config.max_len,
+            temperature <= 0, top_k <= 0, top_p outside (0, 1] (and the errors of
+            ``model.forward`` for a bad prompt).
     """
+    check_sampling(temperature, top_k, top_p)
     require_int("max_new_tokens", max_new_tokens, minimum=0)
     model._check_idx(prompt, name="prompt")
     # The model reads every token but the last one it generates.
@@ -293,7 +326,8 @@ def generate(
             logits, _ = model(tokens)  # the whole prefix, every step
         last = logits[:, -1]  # (B, vocab_size): scores of the next token
         chosen.append(last)
-        tokens = torch.cat([tokens, last.argmax(-1, keepdim=True)], dim=1)
+        nxt = sample_next(last, temperature, top_k, top_p, generator)  # (B,)
+        tokens = torch.cat([tokens, nxt[:, None]], dim=1)
     if return_logits:
         if chosen:
             return tokens, torch.stack(chosen, 1)

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._validate import shape_str
+
 
 def sinusoidal_encoding(T: int, d_model: int, base: float = 10000.0) -> np.ndarray:
     """Sinusoidal encodings of Vaswani et al. (2017), shape (T, d_model), float64.
@@ -58,3 +60,93 @@ class LearnedPositionalEmbedding(nn.Module):
             )
         pos = torch.arange(offset, offset + T, device=self.table.weight.device)
         return self.table(pos)
+
+
+def rope_frequencies(d: int, base: float = 10000.0) -> torch.Tensor:
+    """The d/2 rotation speeds of RoPE, omega_i = base^(-2i/d), fastest first (float64)."""
+    return base ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)  # (d/2,)
+
+
+def _check_rope_input(x, positions) -> torch.Tensor:
+    """Validate apply_rope's arguments; return positions as a (T,) or (B, T) tensor."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        what = type(x).__name__ if not isinstance(x, torch.Tensor) else f"a tensor of dtype {x.dtype}"
+        raise TypeError(f"x must be a floating torch.Tensor of shape (..., T, d), got {what}.")
+    if x.ndim < 2:
+        raise ValueError(f"x must have shape (..., T, d), got shape {shape_str(x.shape)}.")
+    T, d = x.shape[-2], x.shape[-1]
+    if d % 2:
+        raise ValueError(
+            f"x's last dimension d must be even for RoPE (it rotates d/2 pairs of features), got "
+            f"d={d} (x has shape {shape_str(x.shape)})."
+        )
+    if positions is None:
+        return torch.arange(T, device=x.device)
+    if not isinstance(positions, torch.Tensor):
+        raise TypeError(
+            f"positions must be a torch.Tensor of integer positions, got {type(positions).__name__}."
+        )
+    if positions.dtype == torch.bool or positions.is_floating_point() or positions.is_complex():
+        raise TypeError(
+            f"positions must hold integers (e.g. torch.long), got dtype {positions.dtype}."
+        )
+    if positions.ndim == 1 and positions.shape[0] == T:
+        return positions
+    if positions.ndim == 2 and x.ndim >= 3 and tuple(positions.shape) == (x.shape[0], T):
+        return positions
+    raise ValueError(
+        f"positions must have shape (T,) with T = {T}, or (B, T) = ({x.shape[0]}, {T}), for x of shape "
+        f"{shape_str(x.shape)}, got shape {shape_str(positions.shape)}."
+    )
+
+
+def apply_rope(
+    x: torch.Tensor, positions: torch.Tensor | None = None, base: float = 10000.0
+) -> torch.Tensor:
+    """Rotary position embedding (Su et al. 2021): rotate each pair of features by its position.
+
+    Pair i is the features (2i, 2i+1) (the *interleaved* convention of the RoFormer paper and of
+    chapter 4's R(k)); at position m it turns by the angle m * omega_i with
+    omega_i = base^(-2i/d). Applied to queries and keys (never to values), it makes
+    q_m . k_n depend on m - n only: R(m)^T R(n) = R(n - m).
+
+    Args:
+        x: (..., T, d) floating tensor, d even; typically q or k of shape (B, H, T, d_head).
+        positions: integer positions, (T,) shared by every sequence, or (B, T) with
+            B = x.shape[0], one row per sequence; default ``arange(T)``.
+        base: the wavelength scale (10000 in most models).
+    Returns:
+        A tensor of x's shape and dtype.
+    Raises:
+        TypeError: x is not a floating tensor, or positions is not an integer tensor.
+        ValueError: d is odd, or positions is neither (T,) nor (B, T).
+    """
+    pos = _check_rope_input(x, positions)
+    d = x.shape[-1]
+    # Angles in float64: positions times small frequencies lose digits in float32.
+    angles = pos.to(torch.float64)[..., None] * rope_frequencies(d, base).to(x.device)  # (.., T, d/2)
+    if pos.ndim == 2:  # (B, T, d/2) -> (B, 1, .., 1, T, d/2), broadcast over heads
+        angles = angles.reshape(angles.shape[0], *([1] * (x.ndim - 3)), *angles.shape[1:])
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    x1, x2 = x[..., 0::2], x[..., 1::2]  # (..., T, d/2): the two features of each pair
+    out = torch.empty_like(x)
+    out[..., 0::2] = x1 * cos - x2 * sin
+    out[..., 1::2] = x1 * sin + x2 * cos
+    return out
+
+
+def rope_halves(
+    x: torch.Tensor, positions: torch.Tensor | None = None, base: float = 10000.0
+) -> torch.Tensor:
+    """RoPE in the *halves* convention (GPT-NeoX, Llama in Hugging Face): pair i is (i, i + d/2).
+
+    It is :func:`apply_rope` on features reordered by a fixed permutation; q and k are reordered
+    alike, so every score q . k is the same, and a model trained with one convention learns
+    W_Q, W_K with permuted columns. Same arguments, shapes and errors as :func:`apply_rope`.
+    """
+    d = x.shape[-1] if isinstance(x, torch.Tensor) else 0
+    _check_rope_input(x, positions)
+    # interleave the halves, rotate, then undo the reordering
+    perm = torch.arange(d, device=x.device).view(2, d // 2).t().reshape(-1)  # 0, d/2, 1, d/2+1, ..
+    inv = torch.argsort(perm)
+    return apply_rope(x[..., perm], positions, base)[..., inv]

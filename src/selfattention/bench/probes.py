@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._validate import require_int
 from ..devices import describe_device, synchronize
 
 MiB = 2**20
@@ -75,12 +76,11 @@ def attention_flops(B: int, H: int, T: int, S: int, d: int, is_causal: bool = Fa
     T/2 pairs are ignored, as FlashAttention's papers do). The softmax (O(T * S)) is not counted.
 
     Raises:
+        TypeError: a size is not an int (NumPy integers are fine).
         ValueError: a size is < 1.
     """
-    for name, val in (("B", B), ("H", H), ("T", T), ("S", S), ("d", d)):
-        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {val!r}.")
-    flops = 4 * int(B) * int(H) * int(T) * int(S) * int(d)
+    B, H, T, S, d = (require_int(n, v) for n, v in (("B", B), ("H", H), ("T", T), ("S", S), ("d", d)))
+    flops = 4 * B * H * T * S * d
     return flops // 2 if is_causal else flops
 
 

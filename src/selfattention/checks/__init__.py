@@ -18,6 +18,7 @@ Checks by chapter:
   :func:`softmax_backward`, :func:`attention_block_backward` (the backward pass);
   :func:`triton_online_softmax`, :func:`flash_tile` (FlashAttention in Triton, chapter 9);
   :func:`lm_shift`, :func:`answer_targets`, :func:`greedy_generate` (the tiny transformer).
+* Modern practice: :func:`rope_attention` (chapter 4), :func:`top_k_probs` (chapter 10).
 * Chapter 11: :func:`cross_attention`, :func:`sliding_window_mask`, :func:`linear_attention`,
   :func:`structured_penalty`.
 """
@@ -47,6 +48,7 @@ from .layer import (
 )
 from .masking import causal_mask, fix_inverted_mask, kv_step, masked_softmax
 from .model import answer_targets, greedy_generate, lm_shift
+from .modern import rope_attention, top_k_probs
 from .scale import attention_flops, online_softmax_update
 
 __all__ = [
@@ -80,6 +82,9 @@ __all__ = [
     "attention_block_backward",
     "softmax_backward",
     "triton_online_softmax",
+    # modern practice (chapters 4 and 10)
+    "rope_attention",
+    "top_k_probs",
     # chapter 1
     "scores_one_query",
     "weighted_sum",

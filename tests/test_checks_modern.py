@@ -1,0 +1,103 @@
+"""The modern-practice checks (``check.rope_attention``, ``check.top_k_probs``) accept right answers
+and name each classic mistake; the wrong answers are written the way a learner would write them."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from selfattention import checks as check
+from selfattention.positional import apply_rope
+
+
+def rotate(x, positions, base=10000.0, reverse=False):
+    """RoPE by hand: pair (2i, 2i+1) turns by positions * base^(-2i/d)."""
+    d = x.shape[-1]
+    i = torch.arange(d // 2, dtype=torch.float64)
+    omega = base ** (-2 * i / d)
+    if reverse:
+        omega = omega.flip(0)
+    angle = positions[..., None].double() * omega  # (B, T, d/2) or (T, d/2)
+    even, odd = x[..., 0::2], x[..., 1::2]
+    out = torch.stack([even * angle.cos() - odd * angle.sin(), even * angle.sin() + odd * angle.cos()], -1)
+    return out.flatten(-2)  # pairs back to (2i, 2i+1)
+
+
+def attend(Q, K, V):
+    return torch.softmax(Q @ K.transpose(1, 2) / math.sqrt(Q.shape[-1]), dim=-1) @ V
+
+
+def right_rope(x, W_q, W_k, W_v, positions):
+    return attend(rotate(x @ W_q, positions), rotate(x @ W_k, positions), x @ W_v)
+
+
+def right_rope_library(x, W_q, W_k, W_v, positions):
+    return attend(apply_rope(x @ W_q, positions), apply_rope(x @ W_k, positions), x @ W_v)
+
+
+def reversed_frequencies(x, W_q, W_k, W_v, positions):
+    return attend(rotate(x @ W_q, positions, reverse=True), rotate(x @ W_k, positions, reverse=True), x @ W_v)
+
+
+def rotated_values(x, W_q, W_k, W_v, positions):
+    return attend(rotate(x @ W_q, positions), rotate(x @ W_k, positions), rotate(x @ W_v, positions))
+
+
+def rotated_before_projection(x, W_q, W_k, W_v, positions):
+    xr = rotate(x, positions)
+    return attend(xr @ W_q, xr @ W_k, x @ W_v)
+
+
+def shared_positions(x, W_q, W_k, W_v, positions):
+    p = positions[0]  # (T,): the first sequence's positions for everyone
+    return attend(rotate(x @ W_q, p), rotate(x @ W_k, p), x @ W_v)
+
+
+def right_top_k(logits, k):
+    kth = logits.topk(k, dim=-1).values[:, -1:]
+    return torch.softmax(logits.masked_fill(logits < kth, float("-inf")), dim=-1)
+
+
+def right_top_k_divided(logits, k):
+    p = torch.softmax(logits, -1)
+    kth = p.topk(k, -1).values[:, -1:]
+    p = torch.where(p >= kth, p, torch.zeros_like(p))
+    return p / p.sum(-1, keepdim=True)
+
+
+def forgets_masked(logits, k):
+    p = torch.softmax(logits, -1)
+    kth = p.topk(k, -1).values[:, -1:]
+    return torch.where(p >= kth, p, torch.zeros_like(p))
+
+
+def zero_fill(logits, k):
+    kth = logits.topk(k, dim=-1).values[:, -1:]
+    return torch.softmax(torch.where(logits >= kth, logits, torch.zeros_like(logits)), dim=-1)
+
+
+def smallest(logits, k):
+    kth = logits.topk(k, dim=-1, largest=False).values[:, -1:]
+    return torch.softmax(logits.masked_fill(logits > kth, float("-inf")), dim=-1)
+
+
+def test_checks_accept_right_answers():
+    assert check.rope_attention(right_rope, raise_on_fail=True)
+    assert check.rope_attention(right_rope_library, raise_on_fail=True)
+    assert check.top_k_probs(right_top_k, raise_on_fail=True)
+    assert check.top_k_probs(right_top_k_divided, raise_on_fail=True)
+
+
+# Registries read by tests/test_checks.py.
+CORRECT = {"rope_attention": right_rope, "top_k_probs": right_top_k}
+MORE_CORRECT = [("rope_attention", right_rope_library), ("top_k_probs", right_top_k_divided)]
+MISTAKES = [
+    ("rope_attention", "the frequency order reversed", reversed_frequencies),
+    ("rope_attention", "rotating the values", rotated_values),
+    ("rope_attention", "rotating before the projection", rotated_before_projection),
+    ("rope_attention", "one position shared by the whole batch", shared_positions),
+    ("top_k_probs", "a renormalisation that forgets the masked tokens", forgets_masked),
+    ("top_k_probs", "masked logits set to 0 instead of -inf", zero_fill),
+    ("top_k_probs", "the k smallest logits kept", smallest),
+]
