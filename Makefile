@@ -65,9 +65,9 @@ test: $(BOOTSTRAP)  ## pytest over tests/ and strict nbval over chapters/**/*.ip
 notebooks: $(BOOTSTRAP)  ## re-execute every chapter in place (clean kernel), save outputs + widget state
 	"$(PY)" tools/execute_notebooks.py $(NOTEBOOKS)
 
-lab: $(BOOTSTRAP)  ## open JupyterLab on the course environment (LAB_ARGS=... for more options)
+lab: $(BOOTSTRAP)  ## open JupyterLab on the repository: chapters/ and student/ (LAB_ARGS=... for more)
 	"$(PY)" -m jupyterlab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir="$(CURDIR)" \
-	    $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS) chapters
+	    $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
 serve: $(BOOTSTRAP)  ## serve the built site on http://127.0.0.1:$(PORT)
 	@test -f _build/html/index.html || { echo "make serve: no site yet; run make book first" >&2; exit 1; }
@@ -87,13 +87,11 @@ distclean: clean  ## also remove .venv
 # "## description" comment so that `make help` lists it, and depend on $(BOOTSTRAP).
 # ---------------------------------------------------------------------------------------------
 
-student: $(BOOTSTRAP)  ## write student versions (solutions replaced by stubs) to student/ and student.zip
-	"$(PY)" tools/make_student.py --chapters chapters --out student --zip student.zip
+student: $(BOOTSTRAP)  ## student versions of every chapter (nbgrader) into student/; never overwrites your work
+	"$(PY)" tools/classroom.py release
 
-grade: $(BOOTSTRAP)  ## score notebooks by their checks: make grade SUBMISSIONS="subs/*/02_*.ipynb"
-	@test -n "$(strip $(SUBMISSIONS))" || { echo "make grade: name the notebooks to grade, e.g." \
-	    "make grade SUBMISSIONS='submissions/*/02_attention_with_loops.ipynb'" >&2; exit 2; }
-	"$(PY)" tools/grade.py --reference chapters $(SUBMISSIONS)
+grade: $(BOOTSTRAP)  ## autograde course/submitted/ with nbgrader: feedback HTML, grades.csv and a report
+	"$(PY)" tools/classroom.py grade $(foreach c,$(CHAPTERS),--chapter $(c))
 
 # The browser tests need a built site, so `make test` leaves tests/browser out; they run here.
 SITE ?= _build/html

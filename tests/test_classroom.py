@@ -1,0 +1,185 @@
+"""The instructor kit end to end: release with nbgrader, then grade a small class.
+
+A short chapter (chapter 2's standard first cell and its three exercises) is released into a
+temporary course folder, and four students hand it in: one with every answer right, one with a
+classic mistake (no 1/sqrt(d_k)), one with a syntax error, one whose file was renamed and who
+deleted a check cell. Two more hand in nothing usable (an empty folder, a corrupt file). The test
+asserts each score, the rows of the report, and that the named mistake reaches the feedback HTML.
+About a minute on two cores: nbgrader starts a kernel per student.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAPTER = "02_attention_with_loops"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+classroom = _load("classroom")
+nbgrader_cells = _load("nbgrader_cells")
+
+
+def short_chapter() -> nbformat.NotebookNode:
+    """Chapter 2 cut to its first code cell and its exercises (the checks and their solutions)."""
+    nb = nbformat.read(ROOT / "chapters" / f"{CHAPTER}.ipynb", as_version=4)
+    first = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+    imports = next(i for i, c in enumerate(nb.cells) if "import math" in c.source)
+    start = next(i for i, c in enumerate(nb.cells) if "{exercise}" in c.source) - 1
+    nb.cells = [nb.cells[0], nb.cells[first], nb.cells[imports]] + nb.cells[start:]
+    return nb
+
+
+def _cell(nb, grade_id):
+    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("class")
+    (tmp / "chapters").mkdir()
+    nbformat.write(short_chapter(), tmp / "chapters" / f"{CHAPTER}.ipynb")
+    lines = classroom.release(tmp / "chapters", tmp / "course", tmp / "student")
+    return tmp, lines
+
+
+def test_release_is_a_student_version(course):
+    tmp, lines = course
+    assert lines == [f"written    {tmp / 'student' / 'chapters' / f'{CHAPTER}.ipynb'}"]
+    nb = nbformat.read(tmp / "student" / "chapters" / f"{CHAPTER}.ipynb", as_version=4)
+    text = json.dumps(nb)
+    assert "BEGIN SOLUTION" not in text and "{solution-start}" not in text and "{solution}" not in text
+    assert "for x, y in zip(a, b)" not in _cell(nb, "ex-02-dot-solution").source
+    assert 'raise NotImplementedError("multiply matching entries' in _cell(nb, "ex-02-dot-solution").source
+    check = _cell(nb, "ex-02-dot-check")
+    assert check.source == "check.dot(my_dot)" and check.metadata["editable"] is False
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+
+
+def test_release_never_overwrites_a_changed_notebook(course, tmp_path):
+    tmp, _ = course
+    out = tmp_path / "student"
+    shutil.copytree(tmp / "student", out)
+    mine = out / "chapters" / f"{CHAPTER}.ipynb"
+    nb = nbformat.read(mine, as_version=4)
+    _cell(nb, "ex-02-dot-solution").source = "def my_dot(a, b):\n    return 42  # my work"
+    nbformat.write(nb, mine)
+    before = mine.read_bytes()
+    lines = classroom.release(tmp / "chapters", tmp / "course", out)
+    assert mine.read_bytes() == before
+    assert lines[0].startswith("KEPT") and "updates" in lines[0]
+    assert (out / "updates" / f"{CHAPTER}.ipynb").is_file()
+
+
+def _submit(tmp, student, nb, name=f"{CHAPTER}.ipynb"):
+    folder = tmp / "course" / "submitted" / student / CHAPTER
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, folder / name)
+
+
+@pytest.fixture(scope="module")
+def graded(course):
+    tmp, _ = course
+    solved = nbformat.read(tmp / "chapters" / f"{CHAPTER}.ipynb", as_version=4)
+    _submit(tmp, "ana", solved)
+
+    mistake = nbformat.read(tmp / "chapters" / f"{CHAPTER}.ipynb", as_version=4)
+    row = _cell(mistake, "ex-02-row-solution")
+    row.source = row.source.replace("my_dot(q, k) / math.sqrt(len(q)) for", "my_dot(q, k) for")
+    _submit(tmp, "ben", mistake)
+
+    broken = nbformat.read(tmp / "chapters" / f"{CHAPTER}.ipynb", as_version=4)
+    _cell(
+        broken, "ex-02-dot-solution"
+    ).source = "def my_dot(a, b)\n    return sum(x * y for x, y in zip(a, b))"
+    _submit(tmp, "cem", broken)
+
+    renamed = nbformat.read(tmp / "chapters" / f"{CHAPTER}.ipynb", as_version=4)
+    renamed.cells.remove(_cell(renamed, "ex-02-row-check"))  # a deleted check cell still counts
+    _submit(tmp, "dora", renamed, name=f"{CHAPTER} (1).ipynb")
+
+    (tmp / "course" / "submitted" / "eve").mkdir()
+    (tmp / "course" / "submitted" / "fay" / CHAPTER).mkdir(parents=True)
+    (tmp / "course" / "submitted" / "fay" / CHAPTER / f"{CHAPTER}.ipynb").write_text("{not json")
+    submitted = {p: p.read_bytes() for p in (tmp / "course" / "submitted").rglob("*") if p.is_file()}
+
+    rows = classroom.grade(tmp / "course")
+    after = {p: p.read_bytes() for p in (tmp / "course" / "submitted").rglob("*") if p.is_file()}
+    assert after == submitted  # grading only reads what students wrote
+    return tmp, {(r.student, r.chapter): r for r in rows}, rows
+
+
+def test_scores(graded):
+    _, by, _ = graded
+    assert by["ana", CHAPTER].score == "3/3"
+    assert by["ben", CHAPTER].score == "2/3"
+    assert by["cem", CHAPTER].score == "1/3"  # my_dot is broken, and my_attention_row uses it
+    assert by["dora", CHAPTER].score == "2/3"  # out of 3: the deleted check is not forgotten
+
+
+def test_report_lines(graded):
+    _, by, rows = graded
+    assert any("missing 1/sqrt(d_k) scaling" in n for n in by["ben", CHAPTER].notes)
+    assert any(n.startswith("syntax error in ex-02-dot-solution, line 1") for n in by["cem", CHAPTER].notes)
+    assert any("was renamed: graded as 02_attention_with_loops" in n for n in by["dora", CHAPTER].notes)
+    assert any("no notebook in" in n for r in rows if r.student == "eve" for n in r.notes)
+    fay = [n for r in rows if r.student == "fay" for n in r.notes]
+    assert any("is not a readable notebook" in n for n in fay)
+    report = classroom.format_rows(rows)
+    for student in ("ana", "ben", "cem", "dora", "eve", "fay"):
+        assert student in report
+
+
+def test_named_mistake_reaches_the_feedback(graded):
+    tmp, _, _ = graded
+    html = (tmp / "course" / "feedback" / "ben" / CHAPTER / f"{CHAPTER}.html").read_text()
+    assert "missing 1/sqrt(d_k) scaling" in html
+    assert "Score: 2.0 / 3.0" in html or "2.0 / 3.0" in html
+
+
+def test_grades_csv(graded):
+    tmp, _, _ = graded
+    rows = list(csv.DictReader(open(tmp / "course" / "grades.csv")))
+    scores = {r["student_id"]: float(r["raw_score"]) for r in rows if r["assignment"] == CHAPTER}
+    assert scores == {"ana": 3.0, "ben": 2.0, "cem": 1.0, "dora": 2.0}
+
+
+def test_foreign_chapter_is_recognised():
+    prints = {
+        "02_attention_with_loops": ["dot", "softmax_list", "attention_row"],
+        "03_vectorising_with_numpy": ["scores", "softmax", "attention"],
+    }
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("check.scores(f)\ncheck.softmax(g)")])
+    assert classroom.recognise(nb, prints) == "03_vectorising_with_numpy"
+    assert classroom.recognise(nbformat.v4.new_notebook(), prints) is None
+
+
+def test_a_failing_check_raises_only_under_the_autograder(monkeypatch, capsys):
+    from selfattention import checks
+    from selfattention.checks._core import RAISE_VAR, CheckError
+
+    def my_dot(a, b):
+        return [x * y for x, y in zip(a, b)]
+
+    monkeypatch.delenv(RAISE_VAR, raising=False)
+    assert not checks.dot(my_dot)  # a learner's kernel: the check prints, the notebook goes on
+    monkeypatch.setenv(RAISE_VAR, "1")
+    with pytest.raises(CheckError, match="an elementwise product that was not summed"):
+        checks.dot(my_dot)
+    assert checks.dot(lambda a, b: sum(x * y for x, y in zip(a, b)))
