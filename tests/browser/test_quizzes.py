@@ -1,0 +1,118 @@
+"""The self-check quizzes on the built site: every question answered right and wrong, offline.
+
+For each chapter page that shows a quiz (``selfattention.quizzes``), the test opens the page with
+every off-site request blocked and recorded, then, question by question, clicks the right answer
+and checks the feedback text and colour class, and clicks each wrong answer (or types each wrong
+numeric value and a default one) and checks that the misconception's feedback appears. A request
+that leaves the site (jupyterquiz's CDN MathJax fallback, say) or a console error fails the test.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+import pytest
+
+from selfattention import quizzes
+
+QUIZ_DIV_RE = re.compile(r'<div id="quiz(\d\d)"')
+
+
+def _quiz_chapter(site, chapter: str) -> str | None:
+    html = (site / chapter).read_text(encoding="utf-8", errors="replace")
+    m = QUIZ_DIV_RE.search(html)
+    return m.group(1) if m else None
+
+
+def test_every_chapter_with_a_quiz_cell_shows_it(site):
+    from pathlib import Path
+
+    import nbformat
+
+    repo = Path(__file__).resolve().parents[2]
+    for nb_path in sorted((repo / "chapters").glob("[0-9]*.ipynb")):
+        nb = nbformat.read(nb_path, as_version=4)
+        if not any("quizzes.show(" in c.source for c in nb.cells if c.cell_type == "code"):
+            continue
+        page = site / "chapters" / f"{nb_path.stem}.html"
+        assert page.is_file(), page
+        assert _quiz_chapter(site, f"chapters/{nb_path.stem}.html") == nb_path.name[:2], (
+            f"{page.name}: the quiz cell ran but no quiz is on the page"
+        )
+
+
+def _feedback(question):
+    return question.locator(".Feedback")
+
+
+def _check_feedback(question, want_text: str, want_class: str, what: str) -> list[str]:
+    fb = _feedback(question)
+    try:
+        fb.wait_for(state="visible", timeout=3000)
+    except Exception:
+        return [f"{what}: no feedback shown"]
+    got = " ".join(fb.inner_text().split())
+    classes = fb.get_attribute("class") or ""
+    problems = []
+    if " ".join(want_text.split()) != got:
+        problems.append(f"{what}: feedback {got!r}, expected {want_text!r}")
+    if want_class not in classes.split():
+        problems.append(f"{what}: feedback class {classes!r}, expected {want_class!r}")
+    return problems
+
+
+def test_quiz_answers_give_their_feedback(chapter, site, base_url, context):
+    number = _quiz_chapter(site, chapter)
+    if number is None:
+        pytest.skip(f"{chapter} has no quiz")
+    questions = quizzes.load(number)
+    host = urlsplit(base_url).netloc
+    external, errors, problems = [], [], []
+    page = context.new_page()
+
+    def on_route(route):
+        parts = urlsplit(route.request.url)
+        if parts.scheme in ("data", "blob") or (parts.scheme == "http" and parts.netloc == host):
+            route.continue_()
+        else:
+            external.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", on_route)
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+    try:
+        page.goto(base_url + chapter, wait_until="load", timeout=30_000)
+        quiz = page.locator(f"#quiz{number}")
+        page.wait_for_function(
+            f"() => document.querySelectorAll('#quiz{number} .Quiz').length === {len(questions)}",
+            timeout=10_000,
+        )
+        page.wait_for_timeout(800)  # jupyterquiz's delayed MathJax branch runs 500 ms after rendering
+        for i, qa in enumerate(questions):
+            q = quiz.locator(".Quiz").nth(i)
+            q.scroll_into_view_if_needed()
+            what = f"chapter {number}, question {i + 1}"
+            if qa["type"] == "multiple_choice":
+                for answer in qa["answers"]:
+                    exact = re.compile(rf"^\s*{re.escape(answer['answer'])}\s*$")
+                    button = q.locator("label.MCButton").filter(has_text=exact).first
+                    button.click()
+                    kind = "correct" if answer["correct"] else "incorrect"
+                    problems += _check_feedback(
+                        q, answer["feedback"], kind, f"{what}, {kind} answer {answer['answer'][:30]!r}"
+                    )
+            else:
+                box = q.locator("input")
+                for answer in qa["answers"]:
+                    value = answer.get("value", 123456789)  # a value no answer names: the default
+                    box.fill(str(value))
+                    box.press("Enter")
+                    kind = "correct" if answer.get("correct") else "incorrect"
+                    problems += _check_feedback(q, answer["feedback"], kind, f"{what}, typed {value}")
+    finally:
+        page.close()
+    assert not external, f"{chapter}: off-site requests: {external}"
+    assert not errors, f"{chapter}: console errors: {errors}"
+    assert not problems, "\n".join(problems)
