@@ -13,6 +13,7 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
+from test_live_widgets import _accept_kernel_dialog, lab  # noqa: F401 (lab: the JupyterLab fixture)
 
 from selfattention import quizzes
 
@@ -42,6 +43,22 @@ def test_every_chapter_with_a_quiz_cell_shows_it(site):
         )
 
 
+def _block_off_site(target, base_url: str) -> list[str]:
+    """Abort every request of ``target`` (a page or a context) that leaves ``base_url``'s host."""
+    host, external = urlsplit(base_url).netloc, []
+
+    def on_route(route):
+        parts = urlsplit(route.request.url)
+        if parts.scheme in ("data", "blob") or parts.netloc == host:
+            route.continue_()
+        else:
+            external.append(route.request.url)
+            route.abort()
+
+    target.route("**/*", on_route)
+    return external
+
+
 def _feedback(question):
     return question.locator(".Feedback")
 
@@ -67,19 +84,9 @@ def test_quiz_answers_give_their_feedback(chapter, site, base_url, context):
     if number is None:
         pytest.skip(f"{chapter} has no quiz")
     questions = quizzes.load(number)
-    host = urlsplit(base_url).netloc
-    external, errors, problems = [], [], []
+    errors, problems = [], []
     page = context.new_page()
-
-    def on_route(route):
-        parts = urlsplit(route.request.url)
-        if parts.scheme in ("data", "blob") or (parts.scheme == "http" and parts.netloc == host):
-            route.continue_()
-        else:
-            external.append(route.request.url)
-            route.abort()
-
-    page.route("**/*", on_route)
+    external = _block_off_site(page, base_url)
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
     try:
@@ -116,3 +123,58 @@ def test_quiz_answers_give_their_feedback(chapter, site, base_url, context):
     assert not external, f"{chapter}: off-site requests: {external}"
     assert not errors, f"{chapter}: console errors: {errors}"
     assert not problems, "\n".join(problems)
+
+
+QUIZ_NOTEBOOK = {
+    "cells": [
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "metadata": {},
+            "outputs": [],
+            "source": ["from selfattention import quizzes\n", "\n", 'quizzes.show("02")\n'],
+        },
+    ],
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+
+
+def test_a_quiz_works_in_jupyterlab(lab, browser):  # noqa: F811 (the imported fixture)
+    """Run a one-cell notebook showing chapter 2's quiz in JupyterLab and answer its first question."""
+    import json
+    import urllib.request
+
+    base, token = lab
+    body = json.dumps({"type": "notebook", "content": QUIZ_NOTEBOOK}).encode()
+    req = urllib.request.Request(
+        f"{base}api/contents/quiz.ipynb?token={token}",
+        data=body,
+        method="PUT",
+        headers={"Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(req, timeout=30).close()
+    first = quizzes.load("02")[0]
+    right = next(a for a in first["answers"] if a["correct"])
+    wrong = next(a for a in first["answers"] if not a["correct"])
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    external = _block_off_site(ctx, base)
+    page = ctx.new_page()
+    try:
+        page.goto(f"{base}lab/tree/quiz.ipynb?reset&token={token}", timeout=60_000)
+        page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
+        _accept_kernel_dialog(page, 5_000)
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+        _accept_kernel_dialog(page, 3_000)
+        q = page.locator("#quiz02 .Quiz").first
+        q.wait_for(timeout=60_000)
+        for answer, kind in ((right, "correct"), (wrong, "incorrect")):
+            exact = re.compile(rf"^\s*{re.escape(answer['answer'])}\s*$")
+            q.locator("label.MCButton").filter(has_text=exact).first.click()
+            assert not _check_feedback(q, answer["feedback"], kind, f"JupyterLab, {kind} answer")
+    finally:
+        ctx.close()
+    assert not external, f"off-site requests from JupyterLab: {external}"
