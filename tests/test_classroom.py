@@ -10,6 +10,7 @@ About a minute on two cores: nbgrader starts a kernel per student.
 
 from __future__ import annotations
 
+import copy
 import csv
 import importlib.util
 import json
@@ -93,24 +94,34 @@ def _submit(tmp, student, nb, name=f"{CHAPTER}.ipynb"):
     nbformat.write(nb, folder / name)
 
 
+def answered(tmp) -> nbformat.NotebookNode:
+    """The released student version, with every stub replaced by the author's solution code."""
+    nb = nbformat.read(tmp / "course" / "release" / CHAPTER / f"{CHAPTER}.ipynb", as_version=4)
+    source = nbformat.read(tmp / "chapters" / f"{CHAPTER}.ipynb", as_version=4)
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "")
+        if cell.metadata.get("nbgrader", {}).get("solution"):
+            lines = _cell(source, grade_id).source.splitlines()
+            cell.source = "\n".join(line for line in lines if not line.strip().startswith("### "))
+    return nb
+
+
 @pytest.fixture(scope="module")
 def graded(course):
     tmp, _ = course
-    solved = nbformat.read(tmp / "chapters" / f"{CHAPTER}.ipynb", as_version=4)
-    _submit(tmp, "ana", solved)
+    _submit(tmp, "ana", answered(tmp))
 
-    mistake = nbformat.read(tmp / "chapters" / f"{CHAPTER}.ipynb", as_version=4)
+    mistake = answered(tmp)
     row = _cell(mistake, "ex-02-row-solution")
     row.source = row.source.replace("my_dot(q, k) / math.sqrt(len(q)) for", "my_dot(q, k) for")
     _submit(tmp, "ben", mistake)
 
-    broken = nbformat.read(tmp / "chapters" / f"{CHAPTER}.ipynb", as_version=4)
-    _cell(
-        broken, "ex-02-dot-solution"
-    ).source = "def my_dot(a, b)\n    return sum(x * y for x, y in zip(a, b))"
+    broken = answered(tmp)
+    missing_colon = "def my_dot(a, b)\n    return sum(x * y for x, y in zip(a, b))"
+    _cell(broken, "ex-02-dot-solution").source = missing_colon
     _submit(tmp, "cem", broken)
 
-    renamed = nbformat.read(tmp / "chapters" / f"{CHAPTER}.ipynb", as_version=4)
+    renamed = answered(tmp)
     renamed.cells.remove(_cell(renamed, "ex-02-row-check"))  # a deleted check cell still counts
     _submit(tmp, "dora", renamed, name=f"{CHAPTER} (1).ipynb")
 
@@ -138,6 +149,7 @@ def test_report_lines(graded):
     assert any("missing 1/sqrt(d_k) scaling" in n for n in by["ben", CHAPTER].notes)
     assert any(n.startswith("syntax error in ex-02-dot-solution, line 1") for n in by["cem", CHAPTER].notes)
     assert any("was renamed: graded as 02_attention_with_loops" in n for n in by["dora", CHAPTER].notes)
+    assert "check cell ex-02-row-check was deleted: it scores 0" in by["dora", CHAPTER].notes
     assert any("no notebook in" in n for r in rows if r.student == "eve" for n in r.notes)
     fay = [n for r in rows if r.student == "fay" for n in r.notes]
     assert any("is not a readable notebook" in n for n in fay)
@@ -183,3 +195,32 @@ def test_a_failing_check_raises_only_under_the_autograder(monkeypatch, capsys):
     with pytest.raises(CheckError, match="an elementwise product that was not summed"):
         checks.dot(my_dot)
     assert checks.dot(lambda a, b: sum(x * y for x, y in zip(a, b)))
+
+
+plugins = _load("nbgrader_plugins")
+REAL_CHAPTERS = sorted((ROOT / "chapters").glob("[0-9]*.ipynb"))
+
+
+@pytest.mark.parametrize("path", REAL_CHAPTERS, ids=[p.stem for p in REAL_CHAPTERS])
+def test_every_real_chapter_loses_its_solutions(path):
+    """The course's two release plugins on every chapter (fast: no nbgrader process, no kernel)."""
+    source = nbformat.read(path, as_version=4)
+    nb, _ = plugins.RemoveWebSolutions().preprocess(copy.deepcopy(source), {"unique_key": path.stem})
+    nb, _ = plugins.HintedClearSolutions().preprocess(nb, {})
+    text = json.dumps(nb)
+    assert "BEGIN SOLUTION" not in text and "{solution" not in text and "widgets" not in nb.metadata
+    solutions = [c for c in source.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    assert text.count("raise NotImplementedError(") == len(solutions)
+    assert "# YOUR CODE HERE" in text and plugins.DEFAULT_HINT not in text  # every exercise has a hint
+
+
+def test_a_code_cell_inside_a_solution_dropdown_is_an_error():
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell("```{solution-start} ex-x\n:class: dropdown\n```"),
+            nbformat.v4.new_code_cell("answer = 42"),
+            nbformat.v4.new_markdown_cell("```{solution-end}\n```"),
+        ]
+    )
+    with pytest.raises(ValueError, match="02_x: cell 1 is a code cell between .* would hand out the answer"):
+        plugins.RemoveWebSolutions().preprocess(nb, {"unique_key": "02_x"})

@@ -39,6 +39,9 @@ from pathlib import Path
 
 import nbformat
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nbgrader_cells import grade_ids  # noqa: E402 (a sibling tool)
+
 ROOT = Path(__file__).resolve().parent.parent
 CHECK_CALL_RE = re.compile(r"\bcheck\.([A-Za-z_]\w*)\s*\(")
 MANIFEST = ".released.json"
@@ -150,6 +153,12 @@ def recognise(nb, prints: dict[str, list[str]]) -> str | None:
     return best if best is not None and calls & set(prints[best]) else None
 
 
+def deleted_checks(nb, source) -> list[str]:
+    """A line for each graded check cell of ``source`` that ``nb`` no longer has."""
+    have = set(grade_ids(nb))
+    return [f"check cell {gid} was deleted: it scores 0" for gid in grade_ids(source) if gid not in have]
+
+
 def syntax_errors(nb) -> list[str]:
     """A line for each solution cell of ``nb`` that is not valid Python."""
     found = []
@@ -229,7 +238,8 @@ def triage(
             if stamp.is_file():  # nbgrader collect's submission time, for late penalties
                 shutil.copyfile(stamp, dest.parent / "timestamp.txt")
             placed[folder.name, chapter] = path
-            rows.append(Row(folder.name, chapter, "", notes + syntax_errors(nb)))
+            source = nbformat.read(submitted.parent / "source" / chapter / f"{chapter}.ipynb", as_version=4)
+            rows.append(Row(folder.name, chapter, "", notes + deleted_checks(nb, source) + syntax_errors(nb)))
     wanted = chapters or sorted({ch for (_, ch) in placed})
     for folder in students:
         for chapter in wanted:
