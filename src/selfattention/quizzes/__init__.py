@@ -49,13 +49,14 @@ def load(chapter: str | int) -> list[dict]:
 
 def render(chapter: str | int) -> tuple[str, str]:
     """The quiz of ``chapter`` as ``(html, javascript)``: the same text every time it is rendered."""
+    from jupyterquiz.dynamic.loader import load_questions_script
     from jupyterquiz.dynamic.renderer import build_script, build_styles, render_div
 
     questions = load(chapter)
     div_id = f"quiz{int(chapter):02d}"  # a JavaScript identifier: jupyterquiz uses it as one
     div = render_div(div_id, False, True, False, len(questions), 700, 10, "left")
     html = div + build_styles(div_id, _COLORS) + "</div>"
-    prefix = f"var questions{div_id}={json.dumps(questions, ensure_ascii=False)};\n"
+    prefix, _, _ = load_questions_script(questions, div_id)  # a list: embedded, never fetched
     script, n = CDN_FALLBACK_RE.subn(NO_FALLBACK, build_script(prefix, True, "", div_id, True))
     if n == 0 or "https://" in script or "http://" in script:
         raise RuntimeError(
