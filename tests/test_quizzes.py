@@ -57,6 +57,7 @@ def test_render_is_deterministic_and_makes_no_off_site_request():
     assert 'id="quiz06"' in html and "var questionsquiz06=" in script
     assert "cdn" not in script.lower() and "https://" not in script and "http://" not in script
     assert "window.MathJax =" not in script  # the fallback would replace the page's MathJax
+    assert "if (typeof version == 'undefined') { return; }" in script
 
 
 def test_unknown_chapter_is_a_clear_error():

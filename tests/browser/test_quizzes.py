@@ -178,3 +178,37 @@ def test_a_quiz_works_in_jupyterlab(lab, browser):  # noqa: F811 (the imported f
     finally:
         ctx.close()
     assert not external, f"off-site requests from JupyterLab: {external}"
+
+
+def test_a_slow_mathjax_never_sends_the_quiz_off_site(site, base_url, context):
+    """MathJax that is still loading when the quiz renders is jupyterquiz's CDN-fallback case."""
+    import time
+
+    number = "02"
+    pages = sorted((site / "chapters").glob(f"{number}_*.html"))
+    assert pages, "chapter 2's page is missing"
+    host = urlsplit(base_url).netloc
+    external, errors = [], []
+    page = context.new_page()
+
+    def on_route(route):
+        parts = urlsplit(route.request.url)
+        if parts.netloc != host and parts.scheme not in ("data", "blob"):
+            external.append(route.request.url)
+            route.abort()
+            return
+        if "mathjax" in parts.path.lower():
+            time.sleep(2.0)  # MathJax arrives well after the quiz's 500 ms typeset attempt
+        route.continue_()
+
+    page.route("**/*", on_route)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(f"{base_url}chapters/{pages[0].name}", wait_until="load", timeout=60_000)
+        shown = f"() => document.querySelectorAll('#quiz{number} .Quiz').length > 0"
+        page.wait_for_function(shown, timeout=10_000)
+        page.wait_for_timeout(3000)
+    finally:
+        page.close()
+    assert not external, f"off-site requests: {external}"
+    assert not errors, f"page errors: {errors}"

@@ -11,7 +11,8 @@ The quiz is plain HTML and JavaScript inlined in the cell's output, so it works 
 website without a kernel and offline, and in JupyterLab. One change is made to jupyterquiz's
 script: when the page's MathJax 3 is still loading, jupyterquiz replaces ``window.MathJax`` and
 loads MathJax from a CDN; that branch is removed, so the quiz never makes an off-site request and
-never disturbs the page's own (local) MathJax. The questions contain no math for that reason.
+never disturbs the page's own (local) MathJax, and a read of ``MathJax.version`` before MathJax has
+loaded is guarded. The questions contain no math for that reason.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ CDN_FALLBACK_RE = re.compile(
     re.S,
 )
 NO_FALLBACK = "console.log('quiz: MathJax is not ready; the quiz has no math to typeset');"
+# 500 ms after rendering, jupyterquiz reads MathJax.version[0]: a TypeError while MathJax still loads.
+AFTER_SLEEP = "console.log('After sleep, MathJax version', version);"
+AFTER_SLEEP_GUARDED = AFTER_SLEEP + "\n            if (typeof version == 'undefined') { return; }"
 
 
 def chapters() -> list[str]:
@@ -58,12 +62,12 @@ def render(chapter: str | int) -> tuple[str, str]:
     html = div + build_styles(div_id, _COLORS) + "</div>"
     prefix, _, _ = load_questions_script(questions, div_id)  # a list: embedded, never fetched
     script, n = CDN_FALLBACK_RE.subn(NO_FALLBACK, build_script(prefix, True, "", div_id, True))
-    if n == 0 or "https://" in script or "http://" in script:
+    if AFTER_SLEEP not in script or n == 0 or "https://" in script or "http://" in script:
         raise RuntimeError(
             "the installed jupyterquiz's MathJax fallback was not found where expected, so the quiz "
             "could make an off-site request; check selfattention.quizzes against this jupyterquiz version"
         )
-    return html, script
+    return html, script.replace(AFTER_SLEEP, AFTER_SLEEP_GUARDED)
 
 
 def show(chapter: str | int) -> None:
