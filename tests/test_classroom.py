@@ -154,6 +154,7 @@ def test_report_lines(graded):
     fay = [n for r in rows if r.student == "fay" for n in r.notes]
     assert any("is not a readable notebook" in n for n in fay)
     report = classroom.format_rows(rows)
+    print(report)  # the class's grade table, shown with pytest -s
     for student in ("ana", "ben", "cem", "dora", "eve", "fay"):
         assert student in report
 
