@@ -225,3 +225,44 @@ def test_a_code_cell_inside_a_solution_dropdown_is_an_error():
     )
     with pytest.raises(ValueError, match="02_x: cell 1 is a code cell between .* would hand out the answer"):
         plugins.RemoveWebSolutions().preprocess(nb, {"unique_key": "02_x"})
+
+
+def test_triage_grades_a_foreign_chapter_as_what_it_is(tmp_path):
+    """A chapter-3 notebook saved under chapter 2's name (no nbgrader run: triage only)."""
+    prints = {
+        "02_attention_with_loops": ["dot", "softmax_list", "attention_row"],
+        "03_vectorising_with_numpy": ["scores", "softmax", "attention"],
+    }
+    for chapter, calls in prints.items():
+        cells = [nbformat.v4.new_code_cell(f"check.{name}(f)") for name in calls]
+        source = tmp_path / "course" / "source" / chapter / f"{chapter}.ipynb"
+        source.parent.mkdir(parents=True)
+        nbformat.write(nbformat.v4.new_notebook(cells=cells), source)
+    chapter3 = nbformat.read(
+        tmp_path / "course" / "source" / "03_vectorising_with_numpy" / "03_vectorising_with_numpy.ipynb",
+        as_version=4,
+    )
+    wrong = tmp_path / "course" / "submitted" / "gus" / CHAPTER / f"{CHAPTER}.ipynb"
+    wrong.parent.mkdir(parents=True)
+    nbformat.write(chapter3, wrong)
+    rows, wanted = classroom.triage(
+        tmp_path / "course" / "submitted",
+        tmp_path / "course" / "triaged",
+        prints,
+        [CHAPTER, "03_vectorising_with_numpy"],
+    )
+    by = {(r.student, r.chapter): r for r in rows}
+    assert by["gus", "03_vectorising_with_numpy"].notes[0] == (
+        f"gus/{CHAPTER}/{CHAPTER}.ipynb is 03_vectorising_with_numpy, not {CHAPTER}: "
+        "graded as 03_vectorising_with_numpy"
+    )
+    assert by["gus", CHAPTER].score == "0 (missing)"
+    assert (
+        tmp_path
+        / "course"
+        / "triaged"
+        / "gus"
+        / "03_vectorising_with_numpy"
+        / "03_vectorising_with_numpy.ipynb"
+    ).is_file()
+    assert wrong.is_file()  # the student's file stays where it was
