@@ -266,3 +266,23 @@ def test_triage_grades_a_foreign_chapter_as_what_it_is(tmp_path):
         / "03_vectorising_with_numpy.ipynb"
     ).is_file()
     assert wrong.is_file()  # the student's file stays where it was
+
+
+def test_triage_prefers_the_file_with_the_chapters_name(tmp_path):
+    prints = {CHAPTER: ["dot"]}
+    source = tmp_path / "course" / "source" / CHAPTER / f"{CHAPTER}.ipynb"
+    source.parent.mkdir(parents=True)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("check.dot(f)")])
+    nbformat.write(nb, source)
+    folder = tmp_path / "course" / "submitted" / "hal" / CHAPTER
+    folder.mkdir(parents=True)
+    nbformat.write(nb, folder / f"{CHAPTER} (1).ipynb")
+    nbformat.write(nb, folder / f"{CHAPTER}.ipynb")
+    rows, _ = classroom.triage(
+        tmp_path / "course" / "submitted", tmp_path / "course" / "triaged", prints, None
+    )
+    notes = [n for r in rows for n in r.notes]
+    assert notes == [
+        f"hal/{CHAPTER}/{CHAPTER} (1).ipynb ignored: hal/{CHAPTER}/{CHAPTER}.ipynb is already "
+        f"graded as {CHAPTER}"
+    ]

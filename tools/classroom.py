@@ -187,7 +187,9 @@ def triage(
     placed: dict[tuple[str, str], Path] = {}
     students = sorted(p for p in submitted.iterdir() if p.is_dir()) if submitted.is_dir() else []
     for folder in students:
-        notebooks = sorted(p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+        found = [p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts]
+        # A file with its chapter's own name comes first: it wins over a renamed copy of the same chapter.
+        notebooks = sorted(found, key=lambda p: (p.stem not in prints, str(p)))
         if not notebooks:
             rows.append(Row(folder.name, "-", "", [f"no notebook in {folder}"]))
         for path in notebooks:
@@ -225,11 +227,11 @@ def triage(
             elif path.name != f"{chapter}.ipynb":
                 notes.append(f"{shown} was renamed: graded as {chapter}")
             if (folder.name, chapter) in placed:
-                notes.append(
+                notes = [
                     f"{shown} ignored: {placed[folder.name, chapter].relative_to(submitted)} "
                     f"is already graded as {chapter}"
-                )
-                rows.append(Row(folder.name, chapter, "", notes))
+                ]
+                rows.append(Row(folder.name, chapter, "duplicate", notes))
                 continue
             dest = triaged / folder.name / chapter / f"{chapter}.ipynb"
             dest.parent.mkdir(parents=True, exist_ok=True)
