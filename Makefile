@@ -65,17 +65,18 @@ test: $(BOOTSTRAP)  ## pytest over tests/ and strict nbval over chapters/**/*.ip
 notebooks: $(BOOTSTRAP)  ## re-execute every chapter in place (clean kernel), save outputs + widget state
 	"$(PY)" tools/execute_notebooks.py $(NOTEBOOKS)
 
-lab: $(BOOTSTRAP)  ## open JupyterLab on the course environment (LAB_ARGS=... for more options)
+lab: $(BOOTSTRAP)  ## open JupyterLab on the repository: chapters/ and student/ (LAB_ARGS=... for more)
 	"$(PY)" -m jupyterlab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir="$(CURDIR)" \
-	    $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS) chapters
+	    $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
 serve: $(BOOTSTRAP)  ## serve the built site on http://127.0.0.1:$(PORT)
 	@test -f _build/html/index.html || { echo "make serve: no site yet; run make book first" >&2; exit 1; }
 	@echo "make serve: http://127.0.0.1:$(PORT)/ (Ctrl-C to stop)"
 	"$(PY)" -m http.server --bind 127.0.0.1 --directory _build/html $(PORT)
 
-clean:  ## remove build outputs and caches (keeps .venv)
-	rm -rf _build .pytest_cache .hypothesis results/tmp student student.zip
+# student/ and course/ hold learners' and instructors' work: clean never touches them.
+clean:  ## remove build outputs and caches (keeps .venv, student/ and course/)
+	rm -rf _build .pytest_cache .hypothesis results/tmp
 	find . -path ./.venv -prune -o \( -name __pycache__ -o -name .ipynb_checkpoints \) -type d -print0 \
 	    | xargs -0 rm -rf
 
@@ -87,13 +88,11 @@ distclean: clean  ## also remove .venv
 # "## description" comment, which `make help` lists, and depends on $(BOOTSTRAP).
 # ---------------------------------------------------------------------------------------------
 
-student: $(BOOTSTRAP)  ## write student versions (solutions replaced by stubs) to student/ and student.zip
-	"$(PY)" tools/make_student.py --chapters chapters --out student --zip student.zip
+student: $(BOOTSTRAP)  ## student versions of every chapter (nbgrader) into student/; never overwrites your work
+	"$(PY)" tools/classroom.py release
 
-grade: $(BOOTSTRAP)  ## score notebooks by their checks: make grade SUBMISSIONS="subs/*/02_*.ipynb"
-	@test -n "$(strip $(SUBMISSIONS))" || { echo "make grade: name the notebooks to grade, e.g." \
-	    "make grade SUBMISSIONS='submissions/*/02_attention_with_loops.ipynb'" >&2; exit 2; }
-	"$(PY)" tools/grade.py --reference chapters $(SUBMISSIONS)
+grade: $(BOOTSTRAP)  ## autograde course/submitted/ with nbgrader: feedback HTML, grades.csv and a report
+	"$(PY)" tools/classroom.py grade $(foreach c,$(CHAPTERS),--chapter $(c))
 
 # The browser tests need a built site, so `make test` leaves tests/browser out; they run here.
 SITE ?= _build/html

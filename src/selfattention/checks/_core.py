@@ -7,14 +7,18 @@ it. It never shows a traceback from inside the checker: a function that is not c
 wrong signature or raises is reported in one plain paragraph.
 
 Results are returned as :class:`CheckResult` and, when the environment variable
-``SELFATTENTION_CHECKS_LOG`` names a file, appended to it as one JSON line each, which is how
-``tools/grade.py`` grades a notebook::
+``SELFATTENTION_CHECKS_LOG`` names a file, appended to it as one JSON line each, for scripts that
+read the results of a whole notebook::
 
     {"check": "softmax", "passed": false, "mistake": "softmax over the wrong axis", "message": "..."}
 
 ``mistake`` is null when the check passed; an unwritten exercise (a stub raising
 ``NotImplementedError``) is logged with ``"mistake": "not implemented"`` before it stops the
 notebook.
+
+When ``SELFATTENTION_CHECKS_RAISE=1`` is set (the autograder's kernel gets it from
+``tools/nbgrader_plugins.py``), a failing check raises :class:`CheckError` with its message, so that the
+check cell fails, scores 0 and shows the named mistake in the feedback.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ import numpy as np
 #: A call of a check in a notebook cell, ``check.softmax(my_softmax)``; group 1 is the check's
 #: name. The student-version and grading tools find the exercises' checks with it.
 CHECK_CALL_RE = re.compile(r"\bcheck\.([A-Za-z_]\w*)\s*\(")
+
+# Set to "1" by the autograder: a failing check then raises instead of only printing.
+RAISE_VAR = "SELFATTENTION_CHECKS_RAISE"
 
 
 @dataclass
@@ -391,6 +398,6 @@ def _finish(name, passed, mistake, message, raise_on_fail, quiet) -> CheckResult
                 )
                 + "\n"
             )
-    if raise_on_fail and not passed:
+    if not passed and (raise_on_fail or os.environ.get(RAISE_VAR) == "1"):
         raise CheckError(text)
     return result
