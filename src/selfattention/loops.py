@@ -66,7 +66,8 @@ def softmax(scores: Sequence[float]) -> list[float]:
 
     Subtracting the maximum first leaves the result unchanged (it cancels between numerator and
     denominator) but keeps every exponent <= 0, so exp never overflows. Entries equal to -inf get
-    weight 0; a list of only -inf (a fully masked row) returns all zeros, as torch's SDPA does.
+    weight 0; a list of only -inf (a fully masked row) returns all zeros, as torch's SDPA does from
+    torch 2.5 on (``torch.softmax`` gives NaN there).
 
     Args:
         scores: S floats (may contain -inf).

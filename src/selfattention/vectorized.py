@@ -76,7 +76,8 @@ def attention(
         scale: multiply scores by this; default 1/sqrt(d_k).
     Returns:
         (out, weights): out (..., T, d_v) and weights (..., T, S). Rows of weights sum to 1, except
-        fully masked rows, which are all zeros (and so is their output), as in torch. NaN or inf
+        fully masked rows, which are all zeros (and so is their output), as in torch's SDPA from
+        torch 2.5 on (``torch.softmax`` gives NaN). NaN or inf
         in Q, K or V is not checked for (a scan would cost a pass over the data): it propagates
         to NaN in the rows it touches, exactly where torch's SDPA puts it.
     Raises:
