@@ -1,6 +1,8 @@
 """FlashAttention-2 in Triton on a CUDA GPU: correctness, then the benchmark of issue 13.
 
-    PYTHONPATH=src python tools/flash_gpu.py [--out results] [--quick]
+    python tools/flash_gpu.py [--out results] [--quick]
+
+(with the library installed, ``pip install -e .``; from a bare checkout, ``PYTHONPATH=src``).
 
 1. Correctness: ``selfattention.flash.flash_attention`` in float16, bfloat16 and float32 against
    SDPA in float32 (forward and gradients; ragged, T != S, causal). A half-precision result passes
@@ -28,7 +30,6 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 FLOOR = {"float16": 2e-3, "bfloat16": 1e-2, "float32": 5e-4}  # absolute slack over 2 x SDPA's error
