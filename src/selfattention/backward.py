@@ -76,9 +76,10 @@ def attention_forward_lse(
     causal: bool = False,
     scale: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`vectorized.attention`'s output together with the row logsumexp of the scores.
+    """:func:`~selfattention.vectorized.attention`'s output together with the row logsumexp.
 
-    Args and conventions: those of :func:`selfattention.vectorized.attention`.
+    It takes the arguments of :func:`~selfattention.vectorized.attention`, with its conventions.
+
     Returns:
         (out, L): out (..., T, d_v) and L (..., T) = log(sum_j exp(S_ij)) over the unmasked scores,
         -inf for a fully masked row. Then P = exp(S - L[..., None]) for every row that sees a key.
@@ -104,7 +105,7 @@ def masked_scores(
     """The scores S = scale * Q K^T (..., T, S) with the masks of ``vectorized.attention`` applied.
 
     Hidden entries (a False in a boolean mask, or j > i under ``causal``) are -inf; a floating mask
-    is added. Inputs are assumed checked (call :func:`vectorized.attention` first).
+    is added. Inputs are assumed checked (call :func:`~selfattention.vectorized.attention` first).
     """
     scale = 1.0 / np.sqrt(Q.shape[-1]) if scale is None else scale
     S = np.matmul(Q * scale, np.swapaxes(K, -1, -2))  # (..., T, S)

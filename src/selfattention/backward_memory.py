@@ -2,15 +2,15 @@
 
 Three ways to get attention's gradients in PyTorch:
 
-* ``"course"``: autograd through the course's own :func:`multihead.scaled_dot_product_attention`,
+* ``"course"``: autograd through the course's own :func:`~selfattention.multihead.scaled_dot_product_attention`,
   which saves the (T, S) scores and weights for the backward;
 * ``"sdpa"``: autograd through torch's fused ``scaled_dot_product_attention``;
-* ``"tiled"``: :func:`tiled.tiled_attention`, whose backward recomputes P block by block from the
+* ``"tiled"``: :func:`~selfattention.tiled.tiled_attention`, whose backward recomputes P block by block from the
   row logsumexp.
 
 :func:`saved_bytes` counts, exactly, the bytes the forward keeps for the backward beyond its inputs
 (through autograd's saved-tensor hooks). :func:`peak_bytes` measures the extra peak memory of one
-forward + backward with :func:`selfattention.bench.peak_extra_bytes`, the probe chapter 7 uses.
+forward + backward with :func:`~selfattention.bench.probes.peak_extra_bytes`, the probe chapter 7 uses.
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ def _check_impl(impl: str) -> None:
 
 
 def forward_fn(impl: str, is_causal: bool = False, block_size: int = 128) -> Callable[..., torch.Tensor]:
-    """``f(q, k, v) -> out`` for ``impl`` (see :data:`IMPLEMENTATIONS`), differentiable.
+    """``f(q, k, v) -> out`` for ``impl`` (see ``IMPLEMENTATIONS``), differentiable.
 
     Raises:
-        ValueError: ``impl`` is not one of :data:`IMPLEMENTATIONS`.
+        ValueError: ``impl`` is not one of ``IMPLEMENTATIONS``.
     """
     _check_impl(impl)
     if impl == "course":
@@ -91,10 +91,10 @@ def peak_bytes(
 
     The inputs q, k, v, dO (B, H, T, d) exist before the measurement and are not counted; the
     output, what the forward saves, the backward's temporaries and the three gradients are.
-    ``None`` where the machine has no usable counter (see :func:`selfattention.bench.memory_method`).
+    ``None`` where the machine has no usable counter (see :func:`~selfattention.bench.probes.memory_method`).
 
     Raises:
-        ValueError: ``impl`` is not one of :data:`IMPLEMENTATIONS`.
+        ValueError: ``impl`` is not one of ``IMPLEMENTATIONS``.
     """
     f = forward_fn(impl, is_causal=is_causal, block_size=block_size)
     q, k, v, dO = _inputs(B, H, T, d, dtype, device, seed)
