@@ -355,6 +355,42 @@ def test_measure_rows_and_table():
     assert "course saved" in text and "tiled peak" in text and text.count("\n") == 4
 
 
+def _rows(points):
+    return [{"impl": impl, "T": T, "peak_bytes": b} for impl, T, b in points]
+
+
+def test_slopes_of_quadratic_and_linear_memory():
+    rows = _rows(
+        [("course", T, 3 * T**2) for T in (512, 1024, 2048)]
+        + [("tiled", T, 7 * T) for T in (512, 1024, 2048)]
+        + [("sdpa", 512, 10), ("sdpa", 1024, None)]
+    )  # one measured point: no slope
+    got = backward_memory.slopes(rows)
+    assert got.keys() == {"course", "tiled"}
+    assert got["course"] == pytest.approx(2.0) and got["tiled"] == pytest.approx(1.0)
+
+
+def test_plot_draws_each_implementation_and_the_two_guides():
+    import matplotlib.pyplot as plt
+
+    rows = _rows(
+        [(impl, T, T**p) for impl, p in (("course", 2), ("tiled", 1), ("sdpa", 1)) for T in (512, 2048)]
+    )
+    fig = backward_memory.plot(rows)
+    ax = fig.axes[0]
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels == [
+        *(backward_memory.IMPLEMENTATIONS[i] for i in ("course", "tiled", "sdpa")),
+        "slope 2 (T²)",
+        "slope 1 (T)",
+    ]
+    guide2 = ax.get_lines()[3].get_ydata()  # from course's first point, 4**2 times higher at 4x the T
+    assert guide2[1] / guide2[0] == pytest.approx(16.0)
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log" and ax.get_xlabel() and ax.get_title()
+    assert len(backward_memory.plot(rows, guides=False).axes[0].get_lines()) == 3
+    plt.close("all")
+
+
 @pytest.mark.parametrize("mask_shape", [(7, 6), (1, 3, 7, 6), (2, 1, 7, 6)])
 def test_broadcast_masks_numpy_and_tiled(mask_shape):
     """A mask broadcast over batch or heads gives SDPA's gradients in both backward passes."""

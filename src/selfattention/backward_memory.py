@@ -2,11 +2,12 @@
 
 Three ways to get attention's gradients in PyTorch:
 
-* ``"course"``: autograd through the course's own :func:`~selfattention.multihead.scaled_dot_product_attention`,
-  which saves the (T, S) scores and weights for the backward;
+* ``"course"``: autograd through the course's own
+  :func:`~selfattention.multihead.scaled_dot_product_attention`, which saves the (T, S) scores and
+  weights for the backward;
 * ``"sdpa"``: autograd through torch's fused ``scaled_dot_product_attention``;
-* ``"tiled"``: :func:`~selfattention.tiled.tiled_attention`, whose backward recomputes P block by block from the
-  row logsumexp.
+* ``"tiled"``: :func:`~selfattention.tiled.tiled_attention`, whose backward recomputes P block by
+  block from the row logsumexp.
 
 :func:`saved_bytes` counts, exactly, the bytes the forward keeps for the backward beyond its inputs
 (through autograd's saved-tensor hooks). :func:`peak_bytes` measures the extra peak memory of one
@@ -159,16 +160,47 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n(MiB: saved for backward beyond q, k, v; extra peak of forward + backward)"
 
 
-def plot(rows: Sequence[dict[str, Any]], title: str = "Peak memory of attention's forward + backward"):
-    """Log-log plot of the measured peak (MiB) against T, one line per implementation."""
+def slopes(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Fitted log-log slope of the measured peak against T, per implementation with two or more
+    measured points (:func:`~selfattention.bench.report.loglog_slope`): about 2 for memory that
+    grows like T^2, about 1 for linear memory."""
+    out = {}
+    for impl in dict.fromkeys(r["impl"] for r in rows):
+        pts = [(r["T"], r["peak_bytes"]) for r in rows if r["impl"] == impl and r["peak_bytes"]]
+        if len(pts) >= 2:
+            out[impl] = bench.loglog_slope(*zip(*pts))
+    return out
+
+
+def plot(
+    rows: Sequence[dict[str, Any]],
+    title: str = "Peak memory of attention's forward + backward",
+    guides: bool = True,
+):
+    """Log-log plot of the measured peak (MiB) against T, one line per implementation.
+
+    With ``guides``, dotted and dashed reference lines of slope 2 (T^2) and slope 1 (T) start at
+    the first point of the ``"course"`` and ``"tiled"`` lines, so the reader can compare growth
+    rates by eye.
+    """
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
+    lines = {}
     for impl in dict.fromkeys(r["impl"] for r in rows):
         pts = [(r["T"], r["peak_bytes"] / 2**20) for r in rows if r["impl"] == impl and r["peak_bytes"]]
         if pts:
-            ax.loglog(*zip(*pts), "o-", label=IMPLEMENTATIONS[impl])
+            lines[impl] = sorted(pts)
+            ax.plot(*zip(*lines[impl]), "o-", label=IMPLEMENTATIONS[impl])
+    for impl, power, style, label in (
+        ("course", 2, "k:", "slope 2 (T²)"),
+        ("tiled", 1, "k--", "slope 1 (T)"),
+    ):
+        if guides and len(lines.get(impl, ())) >= 2:
+            (T0, m0), T1 = lines[impl][0], lines[impl][-1][0]
+            ax.plot([T0, T1], [m0, m0 * (T1 / T0) ** power], style, lw=1, label=label)
     ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
     ax.set_xlabel("sequence length T (= S)")
     ax.set_ylabel("extra peak memory (MiB)")
     ax.set_title(title, fontsize=10)
