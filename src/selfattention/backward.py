@@ -109,14 +109,9 @@ def masked_scores(
     """
     scale = 1.0 / np.sqrt(Q.shape[-1]) if scale is None else scale
     S = np.matmul(Q * scale, np.swapaxes(K, -1, -2))  # (..., T, S)
-    if mask is not None and mask.dtype != bool:
-        S = S + mask
-    hidden = None
-    if mask is not None and mask.dtype == bool:
-        hidden = ~mask
-    if causal:
-        c = ~vectorized.causal_mask(S.shape[-2], S.shape[-1])
-        hidden = c if hidden is None else (hidden | c)
+    added, hidden = vectorized._mask_parts(mask, causal, S.shape)  # the forward's own mask rules
+    if added is not None:
+        S = S + added
     if hidden is not None:
         S = np.where(hidden, -np.inf, S)
     return S

@@ -67,6 +67,25 @@ def _block_scores(q3, kb, r0, s0, s1, is_causal, mask3):
     return s
 
 
+def _trace_row(s0, s1, r0, r1, skipped, m, l) -> dict:  # noqa: E741 (the paper's name)
+    """One key block's entry of ``tiled_attention``'s trace: batch 0's running m and l after it."""
+    return {
+        "keys": (s0, s1),
+        "rows": (r0, r1),
+        "skipped": skipped,
+        "m": m[0, :, 0].clone(),
+        "l": l[0, :, 0].clone(),
+    }
+
+
+def _flatten(q, k, v, attn_mask):
+    """(..., T, d) tensors -> (N, T, d) views, one batch N for every bmm, and the mask as a
+    (..., T, S) broadcast view (None stays None)."""
+    lead, (T, d_k), (S, d_v) = q.shape[:-2], q.shape[-2:], v.shape[-2:]
+    mask3 = None if attn_mask is None else attn_mask.expand(*lead, T, S)
+    return q.reshape(-1, T, d_k), k.reshape(-1, S, d_k), v.reshape(-1, S, d_v), mask3
+
+
 def _forward(q3, k3, v3, block_size, is_causal, scale, mask3, trace):
     """Online-softmax forward on (N, T, d) tensors: returns out (N, T, d_v) and L (N, T)."""
     N, T, _ = q3.shape
@@ -80,15 +99,7 @@ def _forward(q3, k3, v3, block_size, is_causal, scale, mask3, trace):
         r0 = s0 if is_causal else 0  # rows < s0 see none of keys s0.. under a causal mask
         if r0 >= T:
             if trace is not None:
-                trace.append(
-                    {
-                        "keys": (s0, s1),
-                        "rows": (T, T),
-                        "skipped": True,
-                        "m": m[0, :, 0].clone(),
-                        "l": l[0, :, 0].clone(),
-                    }
-                )
+                trace.append(_trace_row(s0, s1, T, T, True, m, l))
             continue
         kb = k3[:, s0:s1] * scale  # (N, Bk, d_k): scaling a key block is cheaper than q or s
         vb = v3[:, s0:s1]  # (N, Bk, d_v)
@@ -108,15 +119,7 @@ def _forward(q3, k3, v3, block_size, is_causal, scale, mask3, trace):
         # are alive at once and the peak memory doubles.
         del s, p
         if trace is not None:
-            trace.append(
-                {
-                    "keys": (s0, s1),
-                    "rows": (r0, T),
-                    "skipped": False,
-                    "m": m[0, :, 0].clone(),
-                    "l": l[0, :, 0].clone(),
-                }
-            )
+            trace.append(_trace_row(s0, s1, r0, T, False, m, l))
 
     # The row logsumexp: log(sum_j exp(s_ij)) = m + log(l); -inf for a row that saw no key.
     L = (m + torch.log(l)).squeeze(-1)  # (N, T)
@@ -159,22 +162,18 @@ class TiledAttentionFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, attn_mask, block_size, is_causal, scale, trace=None):
         """The online-softmax forward; saves q, k, v, out (N, T, d_v) and L (N, T)."""
-        lead, (T, d_k), (S, d_v) = q.shape[:-2], q.shape[-2:], v.shape[-2:]
-        q3, k3, v3 = q.reshape(-1, T, d_k), k.reshape(-1, S, d_k), v.reshape(-1, S, d_v)
-        mask3 = None if attn_mask is None else attn_mask.expand(*lead, T, S)
+        q3, k3, v3, mask3 = _flatten(q, k, v, attn_mask)
         out3, L = _forward(q3, k3, v3, block_size, is_causal, scale, mask3, trace)
         ctx.save_for_backward(q, k, v, out3, L, attn_mask)
         ctx.options = (block_size, is_causal, scale)
-        return out3.reshape(*lead, T, d_v)
+        return out3.reshape(*q.shape[:-1], v.shape[-1])
 
     @staticmethod
     def backward(ctx, dout):
         """dout (..., T, d_v) -> dq, dk, dv of q's, k's and v's shapes (None for the options)."""
         q, k, v, out3, L, attn_mask = ctx.saved_tensors
         block_size, is_causal, scale = ctx.options
-        lead, (T, d_k), (S, d_v) = q.shape[:-2], q.shape[-2:], v.shape[-2:]
-        q3, k3, v3 = q.reshape(-1, T, d_k), k.reshape(-1, S, d_k), v.reshape(-1, S, d_v)
-        mask3 = None if attn_mask is None else attn_mask.expand(*lead, T, S)
+        q3, k3, v3, mask3 = _flatten(q, k, v, attn_mask)
         dq, dk, dv = _backward(
             q3, k3, v3, out3, dout.reshape(out3.shape), L, block_size, is_causal, scale, mask3
         )
@@ -220,11 +219,7 @@ def tiled_attention(
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
     if needs_grad:
         return TiledAttentionFunction.apply(q, k, v, attn_mask, block_size, is_causal, scale, trace)
-    lead, (T, d_k), (S, d_v) = q.shape[:-2], q.shape[-2:], v.shape[-2:]
     # Flatten the leading dimensions to one batch N so that every product is a bmm/baddbmm.
-    q3 = q.reshape(-1, T, d_k)  # (N, T, d_k), a view: no copy of the queries
-    k3 = k.reshape(-1, S, d_k)  # (N, S, d_k)
-    v3 = v.reshape(-1, S, d_v)  # (N, S, d_v)
-    mask3 = None if attn_mask is None else attn_mask.expand(*lead, T, S)
+    q3, k3, v3, mask3 = _flatten(q, k, v, attn_mask)  # (N, T, d_k), (N, S, d_k), (N, S, d_v)
     out, _ = _forward(q3, k3, v3, block_size, is_causal, scale, mask3, trace)
-    return out.reshape(*lead, T, d_v)
+    return out.reshape(*q.shape[:-1], v.shape[-1])  # (..., T, d_v)
