@@ -19,7 +19,7 @@ import math
 import torch
 
 from . import flash_kernels as _k
-from ._validate import require_tensor, shape_str
+from ._validate import require_same_dtype, require_tensor, shape_str
 
 INTERPRETED: bool = _k.INTERPRETED
 HEAD_DIMS = (16, 32, 64, 128)
@@ -35,8 +35,7 @@ def _check_inputs(q, k, v) -> None:
                 f"{name} must have shape (B, H, {'T' if name == 'q' else 'S'}, d) (4 dimensions), "
                 f"got shape {shape_str(x.shape)} ({x.dim()} dimensions)."
             )
-    if not (q.dtype == k.dtype == v.dtype):
-        raise TypeError(f"q, k and v must share one dtype, got q {q.dtype}, k {k.dtype}, v {v.dtype}.")
+    require_same_dtype(("q", "k", "v"), (q, k, v))
     if not (q.device == k.device == v.device):
         raise ValueError(
             f"q, k and v must be on one device, got q on {q.device}, k on {k.device}, v on {v.device}."

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .bench.probes import attention_flops
+
 # The targets of issue 13, all measured in one run on an H100 or H200.
 FWD_RATIO_MAX = 1.25  # flash forward time / SDPA-flash forward time
 FWD_BWD_RATIO_MAX = 1.6  # the same for forward + backward
@@ -22,14 +24,15 @@ CAUSAL_T = 8192
 
 
 def flash_flops(B: int, H: int, T: int, S: int, d: int, causal: bool, mode: str = "fwd") -> float:
-    """FLOPs of attention: 4 B H T S d for the forward's two matmuls, half when causal.
+    """FLOPs of attention: the forward's (:func:`~selfattention.bench.probes.attention_flops`,
+    4 B H T S d, half when causal), times 3.5 for ``mode="fwd_bwd"``.
 
     The backward has five matmuls of the same size to the forward's two, so forward + backward
     counts 3.5 times the forward (the convention of the FlashAttention papers).
     """
     if mode not in ("fwd", "fwd_bwd"):
         raise ValueError(f"mode must be 'fwd' or 'fwd_bwd', got {mode!r}.")
-    f = 4.0 * B * H * T * S * d / (2 if causal else 1)
+    f = float(attention_flops(B, H, T, S, d, is_causal=causal))
     return f * (3.5 if mode == "fwd_bwd" else 1.0)
 
 

@@ -112,6 +112,13 @@ def _fwd_kernel(Q, K, V, O, LSE,
 
 
 @triton.jit
+def _load_rows(base, offs, stride, ok, HEAD_DIM: tl.constexpr):
+    """The (len(offs), HEAD_DIM) block of rows ``offs`` of a row-major matrix; zeros where not ``ok``."""
+    ptrs = base + offs[:, None] * stride + tl.arange(0, HEAD_DIM)[None, :]
+    return tl.load(ptrs, mask=ok[:, None], other=0.0)
+
+
+@triton.jit
 def _bwd_preprocess_kernel(O, DO, Dvec, stride_ob, stride_oh, stride_ot,
                            stride_dob, stride_doh, stride_dot, H, T,
                            HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr):
@@ -119,20 +126,10 @@ def _bwd_preprocess_kernel(O, DO, Dvec, stride_ob, stride_oh, stride_ot,
     bh = tl.program_id(1)
     b, h = bh // H, bh % H
     offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, HEAD_DIM)
-    row_ok = offs_m[:, None] < T
-    o = tl.load(O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_ot + offs_d[None, :],
-                mask=row_ok, other=0.0).to(tl.float32)
-    do = tl.load(DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_dot + offs_d[None, :],
-                 mask=row_ok, other=0.0).to(tl.float32)
-    tl.store(Dvec + bh * T + offs_m, tl.sum(o * do, 1), mask=offs_m < T)
-
-
-@triton.jit
-def _load_rows(base, offs, stride, ok, HEAD_DIM: tl.constexpr):
-    """The (len(offs), HEAD_DIM) block of rows ``offs`` of a row-major matrix; zeros where not ``ok``."""
-    ptrs = base + offs[:, None] * stride + tl.arange(0, HEAD_DIM)[None, :]
-    return tl.load(ptrs, mask=ok[:, None], other=0.0)
+    row_ok = offs_m < T
+    o = _load_rows(O + b * stride_ob + h * stride_oh, offs_m, stride_ot, row_ok, HEAD_DIM).to(tl.float32)
+    do = _load_rows(DO + b * stride_dob + h * stride_doh, offs_m, stride_dot, row_ok, HEAD_DIM).to(tl.float32)
+    tl.store(Dvec + bh * T + offs_m, tl.sum(o * do, 1), mask=row_ok)
 
 
 @triton.jit

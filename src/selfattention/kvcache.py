@@ -27,6 +27,12 @@ from .masks import causal_mask
 from .multihead import MultiHeadSelfAttention
 
 
+def _buffer_kw(mha: MultiHeadSelfAttention) -> dict:
+    """dtype and device of the keys ``mha`` projects, for a cache made for it."""
+    w = mha.W_k.weight
+    return {"dtype": w.dtype, "device": w.device}
+
+
 class KVCache:
     """Preallocated key and value buffers of shape (B, H_kv, max_len, d_head).
 
@@ -57,8 +63,7 @@ class KVCache:
     @classmethod
     def for_module(cls, mha: MultiHeadSelfAttention, batch: int, max_len: int) -> KVCache:
         """A cache sized for ``mha`` (its key/value heads, d_head, dtype and device)."""
-        w = mha.W_k.weight
-        return cls(batch, mha.num_kv_heads, max_len, mha.d_head, dtype=w.dtype, device=w.device)
+        return cls(batch, mha.num_kv_heads, max_len, mha.d_head, **_buffer_kw(mha))
 
     @property
     def max_len(self) -> int:
@@ -167,8 +172,7 @@ class SlidingWindowCache:
     @classmethod
     def for_module(cls, mha: MultiHeadSelfAttention, batch: int, window: int) -> SlidingWindowCache:
         """A ring buffer of ``window`` positions sized for ``mha``."""
-        w = mha.W_k.weight
-        return cls(batch, mha.num_kv_heads, window, mha.d_head, dtype=w.dtype, device=w.device)
+        return cls(batch, mha.num_kv_heads, window, mha.d_head, **_buffer_kw(mha))
 
     @property
     def positions(self) -> torch.Tensor:

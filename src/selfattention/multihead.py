@@ -261,6 +261,21 @@ class MultiHeadSelfAttention(nn.Module):
             q, k = apply_rope(q, positions), apply_rope(k, positions)
         return q, k, v
 
+    def _check_tokens(self, name: str, x, T_name: str) -> None:
+        """Raise a learner-facing error unless ``x`` is a (B, T, d_model) tensor with T >= 1 and
+        the weights' dtype (the input checks of :meth:`forward` and :meth:`step`)."""
+        require_tensor(name, x)
+        if x.ndim != 3 or x.shape[-1] != self.d_model:
+            raise ValueError(
+                f"{name} must have shape (B, {T_name}, d_model) = (B, {T_name}, {self.d_model}), "
+                f"got shape {shape_str(x.shape)}."
+            )
+        if x.shape[1] == 0:
+            raise ValueError(
+                f"{name} has an empty sequence (need {T_name} >= 1), got shape {shape_str(x.shape)}."
+            )
+        require_input_dtype(name, x, self.W_q.weight.dtype)
+
     def _attend(self, q, k, v, mask, is_causal, need_weights, generator):
         """Attention of the projected heads, then merge and W_o: (B, T, d_model), weights."""
         p = self.dropout_p if self.training else 0.0
@@ -306,16 +321,8 @@ class MultiHeadSelfAttention(nn.Module):
                 tensor.
             ValueError: x is not (B, T, d_model) or padding_mask not (B, T).
         """
-        require_tensor("x", x)
-        if x.ndim != 3 or x.shape[-1] != self.d_model:
-            raise ValueError(
-                f"x must have shape (B, T, d_model) = (B, T, {self.d_model}), got shape "
-                f"{shape_str(x.shape)}."
-            )
-        require_input_dtype("x", x, self.W_q.weight.dtype)
+        self._check_tokens("x", x, "T")
         B, T, _ = x.shape
-        if T == 0:
-            raise ValueError(f"x has an empty sequence (shape {shape_str(x.shape)}).")
         mask = None
         if padding_mask is not None:
             require_padding_mask(padding_mask, (B, T), "(B, T)")
@@ -354,13 +361,7 @@ class MultiHeadSelfAttention(nn.Module):
             ValueError: x_new is not (B, T_new, d_model) with T_new >= 1, padding_mask is not
                 (B, cache.length + T_new), or the cache does not fit (the cache's message).
         """
-        require_tensor("x_new", x_new)
-        if x_new.ndim != 3 or x_new.shape[-1] != self.d_model or x_new.shape[1] == 0:
-            raise ValueError(
-                f"x_new must have shape (B, T_new, d_model) = (B, T_new, {self.d_model}) with "
-                f"T_new >= 1, got shape {shape_str(x_new.shape)}."
-            )
-        require_input_dtype("x_new", x_new, self.W_q.weight.dtype)
+        self._check_tokens("x_new", x_new, "T_new")
         B, T_new, _ = x_new.shape
         if padding_mask is not None:
             # Checked before the cache grows, so a bad mask leaves the cache as it was.
