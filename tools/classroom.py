@@ -39,7 +39,7 @@ from pathlib import Path
 import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nbgrader_cells import CHECK_CALL_RE, grade_ids  # noqa: E402 (a sibling tool)
+from nbgrader_cells import check_calls, grade_ids  # noqa: E402 (a sibling tool)
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ".released.json"
@@ -135,18 +135,15 @@ class Row:
 
 def chapter_fingerprints(course: Path) -> dict[str, list[str]]:
     """Each released chapter's check names, in order (``{"02_attention_with_loops": ["dot", ...]}``)."""
-    prints = {}
-    for path in sorted((course / "source").glob("*/*.ipynb")):
-        nb = nbformat.read(path, as_version=4)
-        prints[path.parent.name] = [
-            n for c in nb.cells if c.cell_type == "code" for n in CHECK_CALL_RE.findall(c.source)
-        ]
-    return prints
+    return {
+        path.parent.name: check_calls(nbformat.read(path, as_version=4))
+        for path in sorted((course / "source").glob("*/*.ipynb"))
+    }
 
 
 def recognise(nb, prints: dict[str, list[str]]) -> str | None:
     """The chapter whose checks ``nb`` calls (most in common), or None when it calls none of them."""
-    calls = {n for c in nb.cells if c.cell_type == "code" for n in CHECK_CALL_RE.findall(c.source)}
+    calls = set(check_calls(nb))
     best = max(prints, key=lambda ch: (len(calls & set(prints[ch])), ch), default=None)
     return best if best is not None and calls & set(prints[best]) else None
 
@@ -183,6 +180,7 @@ def triage(
     shutil.rmtree(triaged, ignore_errors=True)
     rows: list[Row] = []
     placed: dict[tuple[str, str], Path] = {}
+    sources: dict[str, nbformat.NotebookNode] = {}
     students = sorted(p for p in submitted.iterdir() if p.is_dir()) if submitted.is_dir() else []
     for folder in students:
         found = [p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts]
@@ -238,8 +236,11 @@ def triage(
             if stamp.is_file():  # nbgrader collect's submission time, for late penalties
                 shutil.copyfile(stamp, dest.parent / "timestamp.txt")
             placed[folder.name, chapter] = path
-            source = nbformat.read(submitted.parent / "source" / chapter / f"{chapter}.ipynb", as_version=4)
-            rows.append(Row(folder.name, chapter, "", notes + deleted_checks(nb, source) + syntax_errors(nb)))
+            if chapter not in sources:  # read once per chapter, not once per student
+                released = submitted.parent / "source" / chapter / f"{chapter}.ipynb"
+                sources[chapter] = nbformat.read(released, as_version=4)
+            notes += deleted_checks(nb, sources[chapter]) + syntax_errors(nb)
+            rows.append(Row(folder.name, chapter, "", notes))
     wanted = chapters or sorted({ch for (_, ch) in placed})
     for folder in students:
         for chapter in wanted:

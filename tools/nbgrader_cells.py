@@ -132,6 +132,11 @@ def grade_ids(nb) -> list[str]:
     ]
 
 
+def check_calls(nb) -> list[str]:
+    """The names of the checks ``nb``'s code cells call (``check.softmax(...)`` -> "softmax"), in order."""
+    return [n for c in nb.cells if c.cell_type == "code" for n in CHECK_CALL_RE.findall(c.source)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group(required=True)
