@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validate import shape_str
+from ._validate import require_tensor, shape_str
 
 
 def sinusoidal_encoding(T: int, d_model: int, base: float = 10000.0) -> np.ndarray:
@@ -69,9 +69,7 @@ def rope_frequencies(d: int, base: float = 10000.0) -> torch.Tensor:
 
 def _check_rope_input(x, positions) -> torch.Tensor:
     """Validate apply_rope's arguments; return positions as a (T,) or (B, T) tensor."""
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        what = type(x).__name__ if not isinstance(x, torch.Tensor) else f"a tensor of dtype {x.dtype}"
-        raise TypeError(f"x must be a floating torch.Tensor of shape (..., T, d), got {what}.")
+    require_tensor("x", x)  # a floating tensor
     if x.ndim < 2:
         raise ValueError(f"x must have shape (..., T, d), got shape {shape_str(x.shape)}.")
     T, d = x.shape[-2], x.shape[-1]
@@ -82,10 +80,7 @@ def _check_rope_input(x, positions) -> torch.Tensor:
         )
     if positions is None:
         return torch.arange(T, device=x.device)
-    if not isinstance(positions, torch.Tensor):
-        raise TypeError(
-            f"positions must be a torch.Tensor of integer positions, got {type(positions).__name__}."
-        )
+    require_tensor("positions", positions, floating=False)
     if positions.dtype == torch.bool or positions.is_floating_point() or positions.is_complex():
         raise TypeError(
             f"positions must hold integers (e.g. torch.long), got dtype {positions.dtype}."
