@@ -1,4 +1,4 @@
-"""Checks for chapter 8, the backward pass: softmax's backward and one block of attention's."""
+"""Checks for chapter 8, the backward pass: softmax's backward and one key block of attention's."""
 
 from __future__ import annotations
 
@@ -64,53 +64,79 @@ def softmax_backward(fn, raise_on_fail: bool = False) -> CheckResult:
     )
 
 
-def _block(Q, K, V, dO, L, mask, scale_dq=True, scale_dk=True, transpose=True, axis=-1, safe=True):
-    """dQ, dK, dV of one block, flattened into one vector; the keywords model the mistakes."""
+def _block(
+    Q, K, V, dO, O, L, mask, scale_dq=True, scale_dk=True, transpose=True, axis=-1, safe=True, local=""
+):
+    """dQ, dK, dV of one key block, flattened into one vector; the keywords model the mistakes.
+
+    ``local="softmax"`` normalises P inside the block instead of using L; ``local="rowsum"`` sums
+    dP * P over the block instead of using D; ``local="both"`` does both (attention over the block
+    alone, which is what autograd through a softmax of this block gives).
+    """
     scale = 1.0 / np.sqrt(Q.shape[-1])
-    S = np.where(mask, Q @ K.T * scale, -np.inf)  # (T, S)
-    L_used = np.where(np.isneginf(L), 0.0, L) if safe else L
-    with np.errstate(invalid="ignore"):
-        P = np.exp(S - L_used[:, None])  # (T, S); NaN on a fully masked row when not safe
+    S = np.where(mask, Q @ K.T * scale, -np.inf)  # (T, S_j)
+    if local in ("softmax", "both"):
+        P = _softmax_rows(S)
+    else:
+        L_used = np.where(np.isneginf(L), 0.0, L) if safe else L
+        with np.errstate(invalid="ignore"):
+            P = np.exp(S - L_used[:, None])  # (T, S_j); NaN on a fully masked row when not safe
     dV = (P.T if transpose else P) @ dO
-    dS = _dS(P, dO @ V.T, axis=axis)
+    dP = dO @ V.T  # (T, S_j)
+    if local in ("rowsum", "both"):
+        D = np.sum(dP * P, axis=-1, keepdims=True)  # over this block's keys only
+    else:
+        D = np.sum(dO * O, axis=axis, keepdims=True)  # (T, 1): the whole row's rowsum(dP * P)
+    dS = P * (dP - D)
     dQ = dS @ K * (scale if scale_dq else 1.0)
     dK = dS.T @ Q * (scale if scale_dk else 1.0)
     return np.concatenate([dQ.ravel(), dK.ravel(), dV.ravel()])
 
 
-def _lse(Q, K, mask):
+def _row_stats(Q, K, V, mask):
+    """(O, L) of attention over the whole key set: the forward's output and row logsumexp."""
     S = np.where(mask, Q @ K.T / np.sqrt(Q.shape[-1]), -np.inf)
     m = S.max(axis=-1)
     m_safe = np.where(np.isneginf(m), 0.0, m)
     with np.errstate(divide="ignore"):
-        return np.log(np.exp(S - m_safe[:, None]).sum(axis=-1)) + m_safe
+        L = np.log(np.exp(S - m_safe[:, None]).sum(axis=-1)) + m_safe
+    return _softmax_rows(S) @ V, L
 
 
 def attention_block_backward(fn, raise_on_fail: bool = False) -> CheckResult:
-    """Check ``fn(Q, K, V, dO, L, mask) -> (dQ, dK, dV)``: one block's gradients, P recomputed.
+    """Check ``fn(Q, K, V, dO, O, L, mask) -> (dQ, dK, dV)``: one key block's gradients.
 
-    Q (T, d_k), K (S, d_k), V (S, d_v), dO (T, d_v); L (T,) the row logsumexp of the masked scores
-    Q K^T / sqrt(d_k) (-inf for a row that sees no key); mask (T, S) bool, True = attend.
-    Expected: P = exp(S - L) (0 where masked), dV = P^T dO, dP = dO V^T,
-    dS = P * (dP - rowsum(dP * P)), dQ = scale dS K, dK = scale dS^T Q, scale = 1/sqrt(d_k).
+    The keys are split into blocks and ``fn`` sees one: Q (T, d_k), dO (T, d_v), O (T, d_v) the
+    forward's output and L (T,) its row logsumexp over **all** keys (-inf for a row that sees no
+    key); K (S_j, d_k), V (S_j, d_v) and mask (T, S_j) (bool, True = attend) are this block's.
+    Expected: P = exp(S - L) (0 where masked), D = rowsum(dO * O), dV = P^T dO, dP = dO V^T,
+    dS = P * (dP - D), dQ = scale dS K (this block's share), dK = scale dS^T Q, scale = 1/sqrt(d_k).
     """
     r = _rng()
     cases = []
-    for T, S, d_k, d_v, empty_row in ((4, 4, 3, 2, 2), (3, 5, 4, 2, None)):
-        Q, K, V, dO = (r.normal(size=s) for s in ((T, d_k), (S, d_k), (S, d_v), (T, d_v)))
-        mask = np.tri(T, S, dtype=bool) | (r.random((T, S)) > 0.5)
-        label = f"T={T}, S={S}, d_k={d_k}"
+    # (T, all keys, this block's keys, d_k, d_v, a row that sees no key at all). In the first,
+    # T = S_j = d_v, so that P dO and a rowsum over the queries have shapes that still run.
+    shapes = ((4, 7, slice(3, 7), 3, 4, 2), (3, 8, slice(0, 5), 4, 2, None))
+    for T, S_all, block, d_k, d_v, empty_row in shapes:
+        Q, K, V, dO = (r.normal(size=s) for s in ((T, d_k), (S_all, d_k), (S_all, d_v), (T, d_v)))
+        mask = np.tri(T, S_all, dtype=bool) | (r.random((T, S_all)) > 0.5)
+        label = f"T={T}, keys {block.start}..{block.stop - 1} of {S_all}, d_k={d_k}, d_v={d_v}"
         if empty_row is not None:
             mask[empty_row] = False
-            label += f", row {empty_row} fully masked"
-        L = _lse(Q, K, mask)
-        cases.append(Case((Q, K, V, dO, L, mask), _block(Q, K, V, dO, L, mask), label))
+            label += f", row {empty_row} sees no key"
+        O, L = _row_stats(Q, K, V, mask)
+        args = (Q, K[block], V[block], dO, O, L, mask[:, block])
+        cases.append(Case(args, _block(*args), label))
 
     def flat(out):
         if isinstance(out, (tuple, list)) and len(out) == 3:
             return np.concatenate([np.ravel(np.asarray(o, dtype=float)) for o in out])
         return out
 
+    whole_row = (
+        "L and D belong to the whole row, and this block is one slice of its keys: "
+        "P = exp(S - L) (no softmax inside the block) and dS = P * (dP - D) with D = rowsum(dO * O)."
+    )
     mistakes = [
         Mistake(
             "the scale forgotten in dQ",
@@ -125,14 +151,32 @@ def attention_block_backward(fn, raise_on_fail: bool = False) -> CheckResult:
         Mistake(
             "P where P^T belongs in dV",
             "O = P V, so dV = P^T dO: value j collects dO_i weighted by P_ij over the queries i. "
-            "P dO only has the right shape when T = S.",
+            "P dO only has the right shape when T equals the block's number of keys.",
             lambda *a: _block(*a, transpose=False),
         ),
         Mistake(
             "rowsum over the wrong axis",
-            "each query row has its own softmax: D_i = sum over the keys j of dP_ij P_ij "
-            "(axis=-1, keepdims=True).",
+            "D_i = dO_i . O_i is one number per query row: sum dO * O over the features "
+            "(axis=-1, keepdims=True), not over the queries.",
             lambda *a: _block(*a, axis=0),
+        ),
+        Mistake(
+            "rowsum(dP * P) over this block instead of D",
+            "a block sees only some of the row's keys, so rowsum(dP * P) over the block is part of "
+            "the sum. D = rowsum(dO * O) is the whole row's sum (the two are equal over all keys). "
+            + whole_row,
+            lambda *a: _block(*a, local="rowsum"),
+        ),
+        Mistake(
+            "a softmax over this block instead of P = exp(S - L)",
+            "a softmax inside the block normalises over the block's keys only. " + whole_row,
+            lambda *a: _block(*a, local="softmax"),
+        ),
+        Mistake(
+            "this block treated as the whole row",
+            "your gradients are those of attention over this block's keys alone (a softmax and "
+            "rowsum(dP * P) inside the block). " + whole_row,
+            lambda *a: _block(*a, local="both"),
         ),
         Mistake(
             "a fully masked row that yields NaN",
@@ -145,7 +189,7 @@ def attention_block_backward(fn, raise_on_fail: bool = False) -> CheckResult:
         "attention_block_backward",
         fn,
         cases,
-        "(Q, K, V, dO, L, mask)",
+        "(Q, K, V, dO, O, L, mask)",
         mistakes,
         rtol=1e-6,
         atol=1e-9,
