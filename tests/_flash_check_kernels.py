@@ -138,6 +138,8 @@ class _WithMistake:
 
 tile_loads_unmasked = _WithMistake(MASK_LOADS=False, MASK_SCORES=False)
 tile_scores_unmasked = _WithMistake(MASK_SCORES=False)
+# Scores masked, loads not: the weights past S are 0, but 0 * NaN read past the end is NaN.
+tile_only_scores_masked = _WithMistake(MASK_LOADS=False)
 tile_diagonal_block_skipped = _WithMistake(SKIP_DIAGONAL=True)
 tile_strict_causal = _WithMistake(STRICT=True)
 
@@ -167,6 +169,7 @@ MISTAKES = [
     ("triton_online_softmax", "l not rescaled when the maximum changes", update_l_not_rescaled),
     ("triton_online_softmax", "neither l nor acc rescaled when the maximum changes", update_nothing_rescaled),
     ("flash_tile", "loads not masked at a ragged edge", tile_loads_unmasked),
+    ("flash_tile", "loads not masked at a ragged edge", tile_only_scores_masked),
     ("flash_tile", "scores not masked at a ragged edge", tile_scores_unmasked),
     (
         "flash_tile",

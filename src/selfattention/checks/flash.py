@@ -9,7 +9,8 @@ on a CPU) on small cases and compares with NumPy. Triton is imported only when a
 * :func:`flash_tile` launches the learner's whole kernel
   ``kernel(Q, K, V, O, T, S, scale, IS_CAUSAL, BLOCK_M, BLOCK_N, HEAD_DIM)``, one program per
   block of BLOCK_M queries, on contiguous (T, d) / (S, d) tensors. Past the end of K and V lies
-  memory filled with other numbers, as on a GPU, so an unmasked load reads them.
+  memory filled with NaN, as a GPU's memory may hold anything there, so an unmasked load reads
+  NaN, and a zero weight does not cancel it (0 * NaN = NaN).
 """
 
 from __future__ import annotations
@@ -24,7 +25,11 @@ import numpy as np
 from ._core import Case, CheckResult, Mistake, run_check
 
 ROWS, BLOCK, D_SMALL = 16, 16, 16  # tl.dot on a GPU needs at least 16 per dimension
-POISON_V = 100.0  # what lies in memory past the last value row (past the last key row: zeros)
+POISON_V = 100.0  # the finite filler past the last value row in the second run (past K: zeros)
+
+
+class ReadPastTheEnd(RuntimeError):
+    """The kernel's output is NaN only when the memory past the end of K and V holds NaN."""
 
 
 def _triton():
@@ -239,28 +244,36 @@ def _attention(q, k, v, is_causal, keys_seen=None, pad_keys=0, pad_value=0.0):
     return out
 
 
+def _past_the_end(S: int) -> str:
+    return (
+        f"your output has NaN where the memory past the last of the S = {S} keys and values held "
+        "NaN, and none when it held numbers"
+    )
+
+
 def _tile_mistakes(T: int, S: int, is_causal: bool) -> list[Mistake]:
     pad = BLOCK * -(-S // BLOCK) - S  # keys a block-wide load reads past the end
 
-    def unmasked(pad_value):
-        def compute(q, k, v, c):
-            return _attention(q, k, v, c, pad_keys=pad, pad_value=pad_value, keys_seen=None)
-
-        return compute
+    def reads_past_the_end(q, k, v, c):
+        if pad:
+            raise ReadPastTheEnd(_past_the_end(S))
+        return _attention(q, k, v, c)  # nothing lies past the end of a whole block
 
     return [
         Mistake(
             "loads not masked at a ragged edge",
             f"S = {S} is not a multiple of BLOCK_N = {BLOCK}: the last block of K and V reaches "
-            "past the end of the tensors and reads whatever lies there. Load with "
-            "mask=offs_n[:, None] < S, other=0.0, and set those scores to -inf.",
-            unmasked(POISON_V),
+            "past the end of the tensors and reads whatever lies there (the check put NaN there; "
+            "on a GPU it may be anything, or a fault). Masking those scores is not enough: their "
+            "weight 0 times a NaN value is still NaN. Load with mask=offs_n[:, None] < S, "
+            "other=0.0, and set those scores to -inf.",
+            reads_past_the_end,
         ),
         Mistake(
             "scores not masked at a ragged edge",
             f"the loads are masked (other=0.0), but the {pad} keys past S = {S} still get the score "
             "0 and take part in the softmax: set scores where offs_n >= S to -inf.",
-            unmasked(0.0),
+            lambda q, k, v, c: _attention(q, k, v, c, pad_keys=pad, pad_value=0.0),
         ),
         Mistake(
             "a causal off-by-one at block edges (the diagonal block skipped)",
@@ -296,12 +309,12 @@ def flash_tile(kernel: Any, raise_on_fail: bool = False) -> CheckResult:
     """
     import torch
 
-    def run(q, k, v, is_causal):
+    def launch(q, k, v, is_causal, past_k, past_v):
         T, S = q.shape[0], k.shape[0]
         extra = 2 * BLOCK  # memory past each tensor's end, filled as a GPU's neighbours might be
         qb = torch.zeros(T + extra, D_SMALL)
-        kb = torch.zeros(S + extra, D_SMALL)
-        vb = torch.full((S + extra, D_SMALL), POISON_V)
+        kb = torch.full((S + extra, D_SMALL), past_k)
+        vb = torch.full((S + extra, D_SMALL), past_v)
         ob = torch.zeros(T + extra, D_SMALL)
         qb[:T], kb[:S], vb[:S] = (torch.from_numpy(np.asarray(a, dtype=np.float32)) for a in (q, k, v))
         if dots_left_at_tf32(kernel):  # what a GPU would read
@@ -323,7 +336,14 @@ def flash_tile(kernel: Any, raise_on_fail: bool = False) -> CheckResult:
             BLOCK_N=BLOCK,
             HEAD_DIM=D_SMALL,
         )
-        return np.nan_to_num(ob[:T].cpu().numpy(), nan=0.0)
+        return ob[:T].cpu().numpy()
+
+    def run(q, k, v, is_causal):
+        out = launch(q, k, v, is_causal, float("nan"), float("nan"))
+        if np.isnan(out).any() and not np.isnan(launch(q, k, v, is_causal, 0.0, POISON_V)).any():
+            raise ReadPastTheEnd(_past_the_end(k.shape[0]))
+        # A row that sees no key (a causal off-by-one) divides 0 by 0; the reference gives 0 there.
+        return np.nan_to_num(out, nan=0.0)
 
     r = np.random.default_rng(1234)
     shapes = [
