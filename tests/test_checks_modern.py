@@ -54,6 +54,11 @@ def shared_positions(x, W_q, W_k, W_v, positions):
     return attend(rotate(x @ W_q, p), rotate(x @ W_k, p), x @ W_v)
 
 
+def ignored_positions(x, W_q, W_k, W_v, positions):
+    p = torch.arange(x.shape[1])  # (T,): token t turns by t, whatever positions says
+    return attend(rotate(x @ W_q, p), rotate(x @ W_k, p), x @ W_v)
+
+
 def right_top_k(logits, k):
     kth = logits.topk(k, dim=-1).values[:, -1:]
     return torch.softmax(logits.masked_fill(logits < kth, float("-inf")), dim=-1)
@@ -97,6 +102,7 @@ MISTAKES = [
     ("rope_attention", "rotating the values", rotated_values),
     ("rope_attention", "rotating before the projection", rotated_before_projection),
     ("rope_attention", "one position shared by the whole batch", shared_positions),
+    ("rope_attention", "positions ignored (0 .. T-1 used)", ignored_positions),
     ("top_k_probs", "a renormalisation that forgets the masked tokens", forgets_masked),
     ("top_k_probs", "masked logits set to 0 instead of -inf", zero_fill),
     ("top_k_probs", "the k smallest logits kept", smallest),

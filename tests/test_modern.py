@@ -104,6 +104,11 @@ ROPE_ERRORS = [
         ValueError,
         r"\(B, T\) = \(2, 5\).*got shape \(3, 5\)",
     ),
+    (  # a 2-D x has no batch: the message must not offer the (B, T) shape it just refused
+        lambda: apply_rope(rand(5, 8), torch.zeros(5, 5, dtype=torch.long)),
+        ValueError,
+        r"positions must have shape \(T,\) with T = 5, for x of shape \(5, 8\), got shape \(5, 5\)",
+    ),
     (lambda: apply_rope(rand(5, 8), torch.arange(5.0)), TypeError, r"integers.*torch.float32"),
     (lambda: apply_rope(rand(5, 8), torch.ones(5, dtype=torch.bool)), TypeError, r"torch.bool"),
     (lambda: apply_rope(rand(5, 8), [0, 1, 2, 3, 4]), TypeError, r"positions must be a torch.Tensor.*list"),

@@ -89,9 +89,12 @@ def _check_rope_input(x, positions) -> torch.Tensor:
         return positions
     if positions.ndim == 2 and x.ndim >= 3 and tuple(positions.shape) == (x.shape[0], T):
         return positions
+    allowed = f"(T,) with T = {T}"
+    if x.ndim >= 3:
+        allowed += f", or (B, T) = ({x.shape[0]}, {T})"
     raise ValueError(
-        f"positions must have shape (T,) with T = {T}, or (B, T) = ({x.shape[0]}, {T}), for x of shape "
-        f"{shape_str(x.shape)}, got shape {shape_str(positions.shape)}."
+        f"positions must have shape {allowed}, for x of shape {shape_str(x.shape)}, got shape "
+        f"{shape_str(positions.shape)}."
     )
 
 

@@ -49,9 +49,10 @@ def rope_attention(fn, raise_on_fail: bool = False) -> CheckResult:
     cases = []
     # Shifting every position of a sequence by one constant changes no score (only m - n counts),
     # so the rows differ in shape: packed sequences whose positions restart, and an offset one.
+    # The first rows are not 0 .. T-1, so that ignoring positions and sharing row 0 differ.
     layouts = (
-        (8, [[0, 1, 2, 3, 4], [0, 1, 2, 0, 1]]),
-        (6, [[0, 1, 2, 3], [0, 1, 0, 1], [5, 6, 0, 1]]),
+        (8, [[0, 1, 0, 1, 2], [0, 1, 2, 3, 4]]),
+        (6, [[5, 6, 0, 1], [0, 1, 2, 3], [0, 1, 0, 1]]),
     )
     for d, rows in layouts:
         B, T = len(rows), len(rows[0])
@@ -89,6 +90,12 @@ def rope_attention(fn, raise_on_fail: bool = False) -> CheckResult:
             "each sequence has its own positions (row b of positions): use positions[b] for "
             "sequence b, not the first row for every sequence.",
             lambda x, Wq, Wk, Wv, p: _rope_attention(x, Wq, Wk, Wv, p[0]),
+        ),
+        Mistake(
+            "positions ignored (0 .. T-1 used)",
+            "the sequences here are packed: their positions restart at 0 (and one starts at 5). "
+            "Rotate token t of sequence b by positions[b, t], not by t.",
+            lambda x, Wq, Wk, Wv, p: _rope_attention(x, Wq, Wk, Wv, torch.arange(x.shape[1])),
         ),
     ]
     return run_check(
