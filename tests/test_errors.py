@@ -46,7 +46,12 @@ CASES = {
     "loops ragged rows": (
         lambda: loops.attention([[1.0], [1.0, 2.0]], L23, L23),
         ValueError,
-        ["Q must be rectangular", "row lengths [1, 2]"],
+        ["Q must be rectangular", "row lengths [1, 2] (in row order)"],
+    ),
+    "loops ragged rows, longer first": (
+        lambda: loops.attention([[1.0, 2.0], [1.0]], L23, L23),
+        ValueError,
+        ["Q must be rectangular", "row lengths [2, 1] (in row order)"],
     ),
     "loops Q/K d_k": (
         lambda: loops.attention([[0.0] * 2], L23, L23),
@@ -597,3 +602,19 @@ def test_nan_propagates_at_the_numpy_and_torch_levels_as_in_torch(where):
     assert np.isnan(want).any()
     np.testing.assert_array_equal(np.isnan(got_np), np.isnan(want))
     np.testing.assert_array_equal(np.isnan(got_torch.numpy()), np.isnan(want))
+    got_tiled = tiled_attention(*(torch.from_numpy(x) for x in (Q, K, V)), block_size=2)
+    np.testing.assert_array_equal(np.isnan(got_tiled.numpy()), np.isnan(want))
+
+
+def test_nan_in_a_token_propagates_through_the_layer_as_in_torch():
+    """The torch level's layer: a NaN feature of token 1 reaches every output row through its key
+    and value, exactly where nn.MultiheadAttention puts NaN."""
+    torch.manual_seed(0)
+    mha = torch.nn.MultiheadAttention(4, 2, batch_first=True, dtype=torch.float64)
+    layer = MultiHeadSelfAttention.from_torch(mha)
+    x = torch.randn(2, 3, 4, dtype=torch.float64)
+    x[0, 1, 0] = float("nan")
+    want = mha(x, x, x, need_weights=False)[0]
+    got = layer(x)[0]
+    assert torch.isnan(want[0]).all() and not torch.isnan(want[1]).any()
+    assert torch.equal(torch.isnan(got), torch.isnan(want))

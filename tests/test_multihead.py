@@ -150,3 +150,23 @@ def test_module_dtype_device_and_repr():
     mine = MultiHeadSelfAttention.from_torch(mha)
     assert mine.W_q.weight.dtype == torch.float64
     assert "num_heads=4" in repr(mine) and "d_head=2" in repr(mine)
+
+
+@pytest.mark.parametrize("block_bytes", [40, 200, 1 << 40])
+def test_softmax_blocks_of_rows_change_nothing(block_bytes, monkeypatch):
+    """The in-place softmax runs on blocks of rows (1 row of 10 float32, 5 rows with a partial last
+    block, or all at once): the weights and output are the same to the bit, and equal torch's."""
+    import selfattention.multihead as mh
+
+    g = torch.Generator().manual_seed(6)
+    q, k, v = (torch.randn(2, 3, n, 4, generator=g) for n in (13, 10, 10))
+    mask = torch.rand(2, 1, 13, 10, generator=g) < 0.8
+    mask[1, 0, 4] = False  # a fully masked row: zeros, not NaN
+    monkeypatch.setattr(mh, "SOFTMAX_BLOCK_BYTES", 1 << 40)
+    whole_out, whole_w = mh.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    monkeypatch.setattr(mh, "SOFTMAX_BLOCK_BYTES", block_bytes)
+    out, w = mh.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    assert torch.equal(out, whole_out) and torch.equal(w, whole_w)
+    assert torch.equal(w[1, :, 4], torch.zeros(3, 10))
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)

@@ -42,9 +42,14 @@ def _shape(name: str, rows: object, width_name: str) -> tuple[int, int]:
     if len(widths) != 1:
         raise ValueError(
             f"{name} must be rectangular (every row the same length {width_name}), got row "
-            f"lengths {sorted(widths)}."
+            f"lengths {_first([len(row) for row in rows])} (in row order)."
         )
     return len(rows), widths.pop()
+
+
+def _first(values: list, n: int = 10) -> str:
+    """The list as text, cut after ``n`` items (a long ragged input keeps its message short)."""
+    return str(values) if len(values) <= n else str(values[:n])[:-1] + ", ...]"
 
 
 def dot(a: Sequence[float], b: Sequence[float]) -> float:

@@ -204,7 +204,8 @@ def tiled_attention(
             Not together with ``is_causal``.
     Returns:
         out (..., T, d_v), equal to softmax(q k^T * scale + mask) v. Rows that see no key (a fully
-        masked row of ``attn_mask``) are zeros, and so are their gradients. When an input
+        masked row of ``attn_mask``) are zeros, and so are their gradients. NaN or inf in q, k or
+        v gives NaN in the rows it reaches, as in torch's SDPA (no check). When an input
         requires a gradient, ``out.backward`` runs the recomputing tiled backward
         (:class:`TiledAttentionFunction`).
     Raises:
