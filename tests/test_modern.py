@@ -330,6 +330,23 @@ def test_top_k_and_top_p_filters():
     assert float(probs[kept].sum()) >= 0.5
 
 
+def test_filters_keep_ties_whatever_the_sort_does():
+    """Top-k and top-p keep every token tied with the last one kept (a sort may order ties either
+    way: the result must not depend on it)."""
+    logits = torch.tensor([[2.0, 2.0, 0.0], [0.0, 2.0, 2.0]])
+    for filtered in (top_k_filter(logits, 1), top_p_filter(logits, 0.4)):
+        assert (~torch.isinf(filtered)).tolist() == [[True, True, False], [False, True, True]]
+
+
+def test_a_tiny_temperature_is_greedy_without_overflow():
+    """Dividing raw logits by 1e-39 overflows to inf, and the softmax of inf - inf is NaN; the
+    largest logit is subtracted first, so the argmax gets all the probability."""
+    logits = torch.tensor([[1.0, 3.0, 2.0], [-5.0, -7.0, 40.0]])
+    probs = filter_logits(logits, temperature=1e-39).softmax(-1)
+    assert torch.equal(probs, torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))
+    assert torch.equal(sample_next(logits, temperature=1e-39), torch.tensor([1, 2]))
+
+
 def test_sampling_frequencies_follow_the_filtered_softmax():
     logits = torch.tensor([[1.0, 3.0, 2.0, 0.0, 2.5]]).expand(20000, 5)
     g = torch.Generator().manual_seed(0)
@@ -360,6 +377,8 @@ SAMPLING_ERRORS = [
     (dict(top_p=0.0), ValueError, r"top_p must lie in \(0, 1\].*got top_p=0.0"),
     (dict(top_p=1.5), ValueError, r"got top_p=1.5"),
     (dict(temperature="hot"), TypeError, r"temperature must be a float or None, got str"),
+    (dict(temperature=float("nan")), ValueError, r"temperature must be > 0, got temperature=nan"),
+    (dict(top_p=float("nan")), ValueError, r"top_p must lie in \(0, 1\].*got top_p=nan"),
 ]
 
 

@@ -5,7 +5,8 @@ softmax(logits / temperature): a temperature below 1 sharpens the distribution a
 0, all the probability moves to the argmax, so greedy is the limit of sampling. Top-k keeps the k
 most likely tokens, top-p (nucleus) the fewest whose probability adds up to at least p; both set
 the other logits to -inf *before* the softmax, so the kept probabilities are renormalised over
-the kept tokens only.
+the kept tokens only. Both keep every token tied with the last one kept, so the result never
+depends on how a sort orders equal logits.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ __all__ = ["check_sampling", "filter_logits", "sample_next", "top_k_filter", "to
 
 
 def check_sampling(temperature, top_k, top_p) -> None:
-    """Raise ValueError/TypeError, with the value, for a temperature <= 0, top_k <= 0 or a top_p
-    outside (0, 1]. None means "not used"."""
+    """Raise ValueError/TypeError, with the value, for a temperature that is not a number > 0 (NaN
+    included), top_k <= 0 or a top_p outside (0, 1]. None means "not used"."""
     for name, value in (("temperature", temperature), ("top_p", top_p)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise TypeError(f"{name} must be a float or None, got {type(value).__name__}.")
     if top_k is not None:
         top_k = require_int("top_k", top_k, minimum=None)  # NumPy integers are fine
-    if temperature is not None and temperature <= 0:
+    if temperature is not None and not temperature > 0:  # also catches NaN
         raise ValueError(
             f"temperature must be > 0, got temperature={temperature}; for greedy decoding leave "
             "temperature, top_k and top_p as None."
@@ -50,15 +51,17 @@ def top_k_filter(logits: torch.Tensor, top_k: int) -> torch.Tensor:
 def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """logits (..., V) -> a copy keeping the fewest most likely tokens whose mass reaches top_p.
 
-    The most likely token is always kept; the others are set to -inf.
+    The most likely token is always kept, and so is every token tied with the last one kept
+    (as in :func:`top_k_filter`); the others are set to -inf.
     """
     check_sampling(None, None, top_p)
-    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    sorted_logits, _ = logits.sort(dim=-1, descending=True)
     probs = sorted_logits.softmax(dim=-1)
     # A token is dropped when the tokens before it already reach top_p.
     drop_sorted = probs.cumsum(dim=-1) - probs >= top_p  # (..., V), False for the first
-    drop = drop_sorted.scatter(-1, order, drop_sorted)  # back to vocabulary order
-    return logits.masked_fill(drop, float("-inf"))
+    # The smallest logit kept; every logit at least as large stays (ties with it included).
+    last_kept = sorted_logits.masked_fill(drop_sorted, float("inf")).amin(dim=-1, keepdim=True)
+    return logits.masked_fill(logits < last_kept, float("-inf"))
 
 
 def filter_logits(
@@ -67,10 +70,15 @@ def filter_logits(
     top_k: int | None = None,
     top_p: float | None = None,
 ) -> torch.Tensor:
-    """logits / temperature, then the top-k and top-p filters (each only when given)."""
+    """logits / temperature, then the top-k and top-p filters (each only when given).
+
+    The largest logit of each row is subtracted before dividing (the softmax does not change), so
+    that a tiny temperature sends the others to -inf instead of overflowing to inf - inf.
+    """
     check_sampling(temperature, top_k, top_p)
     if temperature is not None:
-        logits = logits / temperature
+        top = logits.amax(dim=-1, keepdim=True)
+        logits = (logits - top.masked_fill(~torch.isfinite(top), 0.0)) / temperature
     if top_k is not None:
         logits = top_k_filter(logits, top_k)
     if top_p is not None:
