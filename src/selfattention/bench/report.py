@@ -326,7 +326,9 @@ _WHY = {
     "numpy_over_sdpa": "NumPy builds the whole (B·H·T·T) score matrix and makes several passes over it "
     "(max, subtract, exp, sum, divide); SDPA's fused CPU flash kernel keeps tiles in cache.",
     "course_torch_over_sdpa": "the course version materialises T×T scores and weights (see its extra "
-    "peak memory) and every call faults in fresh T² temporaries.",
+    "peak memory) and every call faults in fresh T² temporaries; its two matrix products alone take "
+    "longer than the whole SDPA call when torch's CPU matmul reaches less of the machine than "
+    "NumPy's BLAS (compare the two matmul ceilings above).",
     "tiled_over_sdpa": "the tiled version issues ~10 separate torch ops per key block from Python, each "
     "streaming the (T × block) tile through memory; SDPA fuses them in one C++ kernel.",
     "tiled_noncausal_over_causal": "causal skips only the upper-triangle blocks; per-block overheads "
