@@ -43,6 +43,10 @@ def top_k_filter(logits: torch.Tensor, top_k: int) -> torch.Tensor:
     A ``top_k`` larger than V keeps everything.
     """
     check_sampling(None, top_k, None)
+    return _top_k(logits, top_k)
+
+
+def _top_k(logits: torch.Tensor, top_k: int) -> torch.Tensor:
     k = min(top_k, logits.shape[-1])
     kth = logits.topk(k, dim=-1).values[..., -1:]  # (..., 1): the k-th largest logit
     return logits.masked_fill(logits < kth, float("-inf"))
@@ -55,6 +59,10 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     (as in :func:`top_k_filter`); the others are set to -inf.
     """
     check_sampling(None, None, top_p)
+    return _top_p(logits, top_p)
+
+
+def _top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     sorted_logits, _ = logits.sort(dim=-1, descending=True)
     probs = sorted_logits.softmax(dim=-1)
     # A token is dropped when the tokens before it already reach top_p.
@@ -76,13 +84,18 @@ def filter_logits(
     that a tiny temperature sends the others to -inf instead of overflowing to inf - inf.
     """
     check_sampling(temperature, top_k, top_p)
+    return _filter(logits, temperature, top_k, top_p)
+
+
+def _filter(logits: torch.Tensor, temperature, top_k, top_p) -> torch.Tensor:
+    """:func:`filter_logits` on settings already checked (called once per generated token)."""
     if temperature is not None:
         top = logits.amax(dim=-1, keepdim=True)
         logits = (logits - top.masked_fill(~torch.isfinite(top), 0.0)) / temperature
     if top_k is not None:
-        logits = top_k_filter(logits, top_k)
+        logits = _top_k(logits, top_k)
     if top_p is not None:
-        logits = top_p_filter(logits, top_p)
+        logits = _top_p(logits, top_p)
     return logits
 
 
@@ -104,5 +117,5 @@ def sample_next(
     check_sampling(temperature, top_k, top_p)
     if temperature is None and top_k is None and top_p is None:
         return logits.argmax(dim=-1)
-    probs = filter_logits(logits.float(), temperature, top_k, top_p).softmax(dim=-1)  # (B, V)
+    probs = _filter(logits.float(), temperature, top_k, top_p).softmax(dim=-1)  # (B, V)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
