@@ -75,6 +75,12 @@ def test_frames_grid_links_every_inner_stack() -> None:
     assert {link.target[0] for link in w.links[1:]} == set(w.stack.children)
 
 
+def test_numpy_integers_are_ints() -> None:
+    fig = matplotlib.figure.Figure(figsize=(1, 1))
+    png = widgets.figure_to_png(fig, dpi=np.int64(20), colors=np.int32(8))
+    assert png.startswith(b"\x89PNG")
+
+
 @pytest.mark.parametrize(
     "call, exc, words",
     [
@@ -98,6 +104,10 @@ def test_frames_grid_links_every_inner_stack() -> None:
         (lambda: widgets.figure_to_png(matplotlib.figure.Figure(), colors=300), ValueError,
          "colors: expected None or an int from 2 to 256, got 300"),
         (lambda: widgets.frames([b"\x89PNG\r\n\x1a\nxx"], ["a"], colors=1), ValueError, "colors"),
+        (lambda: widgets.figure_to_png(matplotlib.figure.Figure(), dpi=72.0), TypeError,
+         "dpi must be an int >= 1, got 72.0 (a float)"),
+        (lambda: widgets.frames([b"\x89PNG\r\n\x1a\nxx"], ["a"], dpi=0), ValueError,
+         "dpi must be an int >= 1, got 0"),
         (lambda: widgets.live(print), ValueError, "controls"),
         (lambda: widgets.live(42, s="x"), TypeError, "fn"),
         (lambda: widgets.live(print, s=3.5), TypeError, "s"),

@@ -23,7 +23,7 @@ CAUSAL_SPEEDUP_MIN = 1.8  # flash forward non-causal time / causal time, at T = 
 CAUSAL_T = 8192
 
 
-def flash_flops(B: int, H: int, T: int, S: int, d: int, causal: bool, mode: str = "fwd") -> float:
+def flash_flops(B: int, H: int, T: int, S: int, d: int, is_causal: bool, mode: str = "fwd") -> float:
     """FLOPs of attention: the forward's (:func:`~selfattention.bench.probes.attention_flops`,
     4 B H T S d, half when causal), times 3.5 for ``mode="fwd_bwd"``.
 
@@ -32,7 +32,7 @@ def flash_flops(B: int, H: int, T: int, S: int, d: int, causal: bool, mode: str 
     """
     if mode not in ("fwd", "fwd_bwd"):
         raise ValueError(f"mode must be 'fwd' or 'fwd_bwd', got {mode!r}.")
-    f = float(attention_flops(B, H, T, S, d, is_causal=causal))
+    f = float(attention_flops(B, H, T, S, d, is_causal=is_causal))
     return f * (3.5 if mode == "fwd_bwd" else 1.0)
 
 

@@ -35,6 +35,8 @@ from typing import Any
 import ipywidgets
 import traitlets
 
+from ._validate import require_int
+
 __all__ = [
     "DEFAULT_COLORS",
     "DEFAULT_DPI",
@@ -90,12 +92,12 @@ def figure_to_png(fig: Any, *, dpi: int = DEFAULT_DPI, close: bool = True,
 
     Raises:
         TypeError: ``fig`` is not a matplotlib Figure.
+        TypeError: ``dpi`` or ``colors`` is not an int (NumPy integers are fine).
         ValueError: ``dpi`` is not positive, or ``colors`` is not None or in 2..256.
     """
     if not _is_figure(fig):
         raise TypeError(f"fig: expected a matplotlib Figure, got {type(fig).__name__}")
-    if not isinstance(dpi, int) or isinstance(dpi, bool) or dpi <= 0:
-        raise ValueError(f"dpi: expected a positive int, got {dpi!r}")
+    require_int("dpi", dpi)  # NumPy integers are fine; a float or a bool is a TypeError
     _check_colors(colors)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
@@ -114,8 +116,7 @@ def figure_to_png(fig: Any, *, dpi: int = DEFAULT_DPI, close: bool = True,
 
 
 def _check_colors(colors: Any) -> None:
-    if colors is not None and (isinstance(colors, bool) or not isinstance(colors, int)
-                               or not 2 <= colors <= 256):
+    if colors is not None and not 2 <= require_int("colors", colors, minimum=None) <= 256:
         raise ValueError(f"colors: expected None or an int from 2 to 256, got {colors!r}")
 
 
@@ -161,10 +162,8 @@ def _check_common(control: str, dpi: int, max_frame_bytes: int, colors: int | No
     _check_colors(colors)
     if control not in _CONTROLS:
         raise ValueError(f"control: expected one of {_CONTROLS}, got {control!r}")
-    if not isinstance(dpi, int) or isinstance(dpi, bool) or dpi <= 0:
-        raise ValueError(f"dpi: expected a positive int, got {dpi!r}")
-    if not isinstance(max_frame_bytes, int) or max_frame_bytes <= 0:
-        raise ValueError(f"max_frame_bytes: expected a positive int, got {max_frame_bytes!r}")
+    require_int("dpi", dpi)
+    require_int("max_frame_bytes", max_frame_bytes)
 
 
 def _initial_index(value: str | None, labels: list[str], name: str) -> int:
