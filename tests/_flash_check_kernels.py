@@ -60,6 +60,16 @@ def update_nothing_rescaled(m_i, l_i, acc, s, v):
     return _update_body(m_i, l_i, acc, s, v, False, False)
 
 
+@triton.jit
+def update_block_max(m_i, l_i, acc, s, v):
+    """Exact in real arithmetic (any reference point cancels), but alpha overflows when a block
+    falls far below the earlier ones."""
+    m_new = tl.max(s, 1)  # this block's maximum, not the running one
+    alpha = tl.exp(m_i - m_new)
+    p = tl.exp(s - m_new[:, None])
+    return m_new, l_i * alpha + tl.sum(p, 1), acc * alpha[:, None] + tl.dot(p, v, input_precision="ieee")
+
+
 # ---------------------------------------------------------------------------------------------
 # One tile of the forward
 # ---------------------------------------------------------------------------------------------
@@ -168,6 +178,7 @@ MISTAKES = [
     ("triton_online_softmax", "acc not rescaled when the maximum changes", update_acc_not_rescaled),
     ("triton_online_softmax", "l not rescaled when the maximum changes", update_l_not_rescaled),
     ("triton_online_softmax", "neither l nor acc rescaled when the maximum changes", update_nothing_rescaled),
+    ("triton_online_softmax", "the maximum of this block alone, not the running maximum", update_block_max),
     ("flash_tile", "loads not masked at a ragged edge", tile_loads_unmasked),
     ("flash_tile", "loads not masked at a ragged edge", tile_only_scores_masked),
     ("flash_tile", "scores not masked at a ragged edge", tile_scores_unmasked),

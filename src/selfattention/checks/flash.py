@@ -98,13 +98,15 @@ def _online_kernel():
     return _ONLINE_KERNEL
 
 
-def _online_numpy(s, v, rescale_l=True, rescale_acc=True):
-    """What the kernel returns with a given update rule, block by block in float64."""
-    m = np.full(s.shape[0], -np.inf)
-    l, acc = np.zeros(s.shape[0]), np.zeros((s.shape[0], v.shape[1]))
+def _online_numpy(s, v, rescale_l=True, rescale_acc=True, running_max=True):
+    """What the kernel returns with a given update rule, block by block in float32 (as the kernel:
+    a wrong rule that overflows there must overflow here too)."""
+    s, v = s.astype(np.float32), v.astype(np.float32)
+    m = np.full(s.shape[0], -np.inf, dtype=np.float32)
+    l, acc = np.zeros(s.shape[0], np.float32), np.zeros((s.shape[0], v.shape[1]), np.float32)
     for start in range(0, s.shape[1], BLOCK):
         sb, vb = s[:, start : start + BLOCK], v[start : start + BLOCK]
-        m_new = np.maximum(m, sb.max(-1))
+        m_new = np.maximum(m, sb.max(-1)) if running_max else sb.max(-1)
         alpha = np.exp(m - m_new)
         p = np.exp(sb - m_new[:, None])
         l = (l * alpha if rescale_l else l) + p.sum(-1)
@@ -118,13 +120,22 @@ def triton_online_softmax(update: Any, raise_on_fail: bool = False) -> CheckResu
 
     m_i, l_i: (ROWS,) running max and sum; acc: (ROWS, D) running weighted sum of values;
     s: (ROWS, BLOCK) this block's scores; v: (BLOCK, D) its values. All float32. The check folds
-    4 blocks whose scores grow from block to block, so the maximum changes, and compares
-    ``acc / l`` with softmax(scores) @ V.
+    4 blocks and compares ``acc / l`` with softmax(scores) @ V, for scores that grow from block to
+    block (the maximum changes), that fall far below the first block (the maximum stays), and that
+    go up and down.
     """
     r = np.random.default_rng(909)
     n = 4 * BLOCK
-    s = (r.normal(size=(ROWS, n)) + np.repeat(np.arange(4) * 1.5, BLOCK)[None, :]).astype(np.float32)
-    v = r.normal(size=(n, D_SMALL)).astype(np.float32)
+    layouts = [
+        ((0.0, 1.5, 3.0, 4.5), "scores grow from block to block"),
+        ((50.0, -50.0, -40.0, -45.0), "scores fall 90-100 below the first block"),
+        ((1.5, 4.5, 0.0, 3.0), "scores go up and down"),
+    ]
+    cases = []
+    for offsets, what in layouts:
+        s = (r.normal(size=(ROWS, n)) + np.repeat(offsets, BLOCK)[None, :]).astype(np.float32)
+        v = r.normal(size=(n, D_SMALL)).astype(np.float32)
+        cases.append(Case((s, v), _softmax_rows(s.astype(np.float64)) @ v, f"16 rows, 4 blocks: {what}"))
 
     def run(scores, values):
         import torch
@@ -145,7 +156,6 @@ def triton_online_softmax(update: Any, raise_on_fail: bool = False) -> CheckResu
         )
         return out.cpu().numpy()
 
-    cases = [Case((s, v), _softmax_rows(s.astype(np.float64)) @ v, "16 rows, 4 blocks of 16 scores")]
     mistakes = [
         Mistake(
             "acc not rescaled when the maximum changes",
@@ -164,6 +174,14 @@ def triton_online_softmax(update: Any, raise_on_fail: bool = False) -> CheckResu
             "both running sums were computed under the old maximum m: multiply both by "
             "alpha = exp(m - m_new) before adding the new block.",
             lambda s_, v_: _online_numpy(s_, v_, rescale_l=False, rescale_acc=False),
+        ),
+        Mistake(
+            "the maximum of this block alone, not the running maximum",
+            "m_new = tl.maximum(m_i, tl.max(s, 1)): the running maximum never goes down. With "
+            "this block's maximum alone, a block far below the earlier ones makes alpha = "
+            "exp(m_i - m_new) huge (exp(100) overflows float32, whose limit is about exp(88.7)), "
+            "and acc / l becomes inf / inf = NaN.",
+            lambda s_, v_: _online_numpy(s_, v_, running_max=False),
         ),
     ]
     fn = run if callable(update) else update
