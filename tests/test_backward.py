@@ -99,8 +99,14 @@ def test_recompute_from_logsumexp_equals_storing_P(name):
     mask = None if mask is None else mask.numpy()
     out, L = bw.attention_forward_lse(Q, K, V, mask=mask, causal=causal)
     np.testing.assert_allclose(out, vectorized.attention(Q, K, V, mask=mask, causal=causal)[0], atol=1e-12)
-    # L against torch.logsumexp of the masked scores, written independently
-    s = torch.from_numpy(bw.masked_scores(Q, K, mask=mask, causal=causal))
+    # L against torch.logsumexp of the masked scores, built here without the library
+    s = torch.from_numpy(Q @ np.swapaxes(K, -1, -2) / np.sqrt(Q.shape[-1]))  # (..., T, S)
+    if mask is not None and mask.dtype == bool:
+        s = s.masked_fill(~torch.from_numpy(mask), float("-inf"))  # broadcasts over (..., T, S)
+    elif mask is not None:
+        s = s + torch.from_numpy(mask)  # a floating mask is added
+    if causal:
+        s = s.masked_fill(~torch.ones(s.shape[-2:], dtype=torch.bool).tril(), float("-inf"))
     np.testing.assert_allclose(L, torch.logsumexp(s, dim=-1).numpy(), atol=1e-12, rtol=1e-12)
     got = bw.attention_backward_from_lse(Q, K, V, out, dO, L, mask=mask, causal=causal)
     want = bw.attention_backward(Q, K, V, dO, mask=mask, causal=causal)
@@ -408,3 +414,9 @@ def test_broadcast_masks_numpy_and_tiled(mask_shape):
     for g_np, g_t, w in zip(got_np, got_tiled, want):
         np.testing.assert_allclose(g_np, w.numpy(), atol=1e-12, rtol=1e-12)
         torch.testing.assert_close(g_t, w, atol=1e-10, rtol=1e-10)
+    # The forward too: SDPA's output, and zeros (not an arbitrary value) on the fully masked row,
+    # which the backward alone would not reveal (it gives that row P = 0 whatever was returned).
+    out = tiled_attention(q, k, v, block_size=4, attn_mask=mask)
+    want_out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(out, want_out, atol=1e-12, rtol=1e-12)
+    assert torch.equal(out[..., 0, :], torch.zeros_like(out[..., 0, :]))

@@ -69,7 +69,10 @@ def _module(need_weights):
 
 
 def _module_padded(x):
-    pm = masks.padding_mask([x.shape[1]] * x.shape[0], x.shape[1])
+    # The last sequence really is padded (its last two positions, or one when T = 2), so the
+    # causal mask is tested together with a padding mask that hides keys.
+    B, T = x.shape[:2]
+    pm = masks.padding_mask([T] * (B - 1) + [max(1, T - 2)], T)
     with torch.no_grad():
         return MHA(torch.from_numpy(x), padding_mask=pm, is_causal=True)[0]
 
@@ -81,8 +84,13 @@ def _tiled(block):
 def _kv_cache(x):
     xt = torch.from_numpy(x)
     cache = KVCache.for_module(MHA, batch=xt.shape[0], max_len=xt.shape[1])
+    # A prefill of several tokens first (the causal mask inside a chunk is what is tested), then
+    # one token per step.
+    T = xt.shape[1]
+    starts = [0, *range(max(1, T - 2), T)]
+    chunks = [xt[:, a:b] for a, b in zip(starts, starts[1:] + [T])]
     with torch.no_grad():
-        return torch.cat([decode_step(MHA, xt[:, i : i + 1], cache)[0] for i in range(xt.shape[1])], 1)
+        return torch.cat([decode_step(MHA, chunk, cache)[0] for chunk in chunks], 1)
 
 
 CAUSAL_PATHS = {

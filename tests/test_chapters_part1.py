@@ -8,12 +8,23 @@ changes, these tests fail and point at the sentence to rewrite.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from selfattention import data, loops, vectorized
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def markdown(chapter: str) -> str:
+    """The Markdown text of a chapter (``"03"`` -> chapters/03_*.ipynb), cells joined."""
+    path = next((ROOT / "chapters").glob(f"{chapter}_*.ipynb"))
+    cells = json.loads(path.read_text())["cells"]
+    return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +53,8 @@ def test_cat_scores_quoted_in_chapter_3(qkv):
     Q, K, _ = qkv
     scores = Q @ K.T / 2.0
     assert np.round(scores[1], 3).tolist() == [0.030, 0.027, 0.242, 0.213, 0.030, 0.187]
+    # ... and the sentence quotes what the library computes (a rewritten sentence is checked too)
+    assert ", ".join(f"{x:.3f}" for x in scores[1]) in markdown("03")
 
 
 def test_scores_and_weights_ranges_quoted(qkv):
@@ -51,6 +64,8 @@ def test_scores_and_weights_ranges_quoted(qkv):
     assert np.abs(scores).max() < 0.3
     _, w = vectorized.attention(Q, K, V)
     assert 0.13 <= w.min() and w.max() <= 0.20
+    assert "all within $\\pm 0.3$" in markdown("02")
+    assert "weights between about $0.13$ and $0.20$" in markdown("03")
 
 
 def test_overflow_threshold_quoted():

@@ -70,9 +70,9 @@ def test_loglog_slope():
     T = np.array([128, 256, 512, 1024])
     assert bench.loglog_slope(T, 3e-9 * T**2) == pytest.approx(2.0)
     assert bench.loglog_slope(T, 5 * T) == pytest.approx(1.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"need two or more \(x, y\) points.*got 1 and 1"):
         bench.loglog_slope([1], [1])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="x and y must be positive"):
         bench.loglog_slope([1, 2], [0, 1])
 
 

@@ -152,10 +152,10 @@ def test_module_dtype_device_and_repr():
     assert "num_heads=4" in repr(mine) and "d_head=2" in repr(mine)
 
 
-@pytest.mark.parametrize("block_bytes", [40, 200, 1 << 40])
+@pytest.mark.parametrize("block_bytes", [40, 200])
 def test_softmax_blocks_of_rows_change_nothing(block_bytes, monkeypatch):
-    """The in-place softmax runs on blocks of rows (1 row of 10 float32, 5 rows with a partial last
-    block, or all at once): the weights and output are the same to the bit, and equal torch's."""
+    """The in-place softmax runs on blocks of rows (1 row of 10 float32, or 5 rows with a partial
+    last block): the weights and output equal, to the bit, those of one block, and torch's."""
     import selfattention.multihead as mh
 
     g = torch.Generator().manual_seed(6)

@@ -314,7 +314,8 @@ def test_the_penalty_trains_the_hops_apart():
 
 
 @pytest.mark.parametrize("call, exc, words", [
-    (lambda q, k, v: V.sliding_window_attention(q, k, v, 0), ValueError, ["window", "0"]),
+    (lambda q, k, v: V.sliding_window_attention(q, k, v, 0), ValueError,
+     ["window must be an int >= 1", "got 0"]),
     (lambda q, k, v: V.sliding_window_attention(q, k, v, 2.5), TypeError, ["window", "2.5"]),
     (lambda q, k, v: V.sliding_window_attention(q, k[..., :3, :], v[..., :3, :], 2), ValueError,
      ["T == S", "(2, 5, 4)", "(2, 3, 4)"]),
@@ -322,17 +323,21 @@ def test_the_penalty_trains_the_hops_apart():
      ["d_k", "(2, 5, 4)", "(2, 5, 3)"]),
     (lambda q, k, v: V.sliding_window_attention(q, k, v[..., :4, :], 2), ValueError,
      ["S", "(2, 4, 4)"]),
-    (lambda q, k, v: V.sliding_window_attention(q, k, v.float(), 2), TypeError, ["dtype"]),
+    (lambda q, k, v: V.sliding_window_attention(q, k, v.float(), 2), TypeError,
+     ["must share one dtype", "v torch.float32"]),
     (lambda q, k, v: V.sliding_window_attention(q.numpy(), k, v, 2), TypeError,
      ["q", "torch.Tensor"]),
-    (lambda q, k, v: V.sliding_window_reference(q, k, v, 0), ValueError, ["window"]),
-    (lambda q, k, v: V.linear_attention(q, k, v, chunk_size=0), ValueError, ["chunk_size"]),
+    (lambda q, k, v: V.sliding_window_reference(q, k, v, 0), ValueError,
+     ["window must be an int >= 1", "got 0"]),
+    (lambda q, k, v: V.linear_attention(q, k, v, chunk_size=0), ValueError,
+     ["chunk_size must be an int >= 1", "got 0"]),
     (lambda q, k, v: V.linear_attention(q, k[..., :3, :], v[..., :3, :], is_causal=True), ValueError,
      ["causal", "(2, 5, 4)", "(2, 3, 4)"]),
     (lambda q, k, v: V.linear_attention_reference(q, k[..., :3, :], v[..., :3, :], is_causal=True),
      ValueError, ["T == S"]),
     (lambda q, k, v: V.linear_attention(q, k, v[..., :4, :]), ValueError, ["(2, 4, 4)"]),
-    (lambda q, k, v: V.linear_attention(q[..., :0, :], k, v), ValueError, ["empty", "q"]),
+    (lambda q, k, v: V.linear_attention(q[..., :0, :], k, v), ValueError,
+     ["q has an empty query sequence T", "(2, 0, 4)"]),
     (lambda q, k, v: V.linear_attention(q[None], k, v), ValueError, ["leading", "(1, 2, 5, 4)"]),
 ])
 def test_bad_input_is_named(call, exc, words):

@@ -187,7 +187,7 @@ def test_the_inputs_are_left_untouched():
         np.testing.assert_array_equal(a, c)
 
 
-@pytest.mark.parametrize("block_bytes", [1, 200, 1 << 40])
+@pytest.mark.parametrize("block_bytes", [1, 200])
 def test_softmax_blocks_of_rows_change_nothing(block_bytes, monkeypatch):
     """The softmax runs on blocks of rows (the last one partial for 200 bytes = 5 rows of 10 float32);
     the result equals SDPA and, to the bit, the whole-array softmax."""
