@@ -358,7 +358,9 @@ def test_measure_rows_and_table():
     ]
     assert all(r["peak_bytes"] is None or r["peak_bytes"] >= 0 for r in rows)
     text = backward_memory.table(rows)
-    assert "course saved" in text and "tiled peak" in text and text.count("\n") == 4
+    names, head, rule, *body, note = text.split("\n")
+    assert names.split() == ["|", "course", "|", "tiled"] and head.split().count("saved") == 2
+    assert len(body) == 2 and body[0].split()[0] == "32" and "MiB" in note
 
 
 def _rows(points):

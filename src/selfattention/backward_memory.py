@@ -147,13 +147,15 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     def fmt(x):
         return "-" if x is None else f"{x / mib:.1f}"
 
-    head = f"{'T':>6} " + "".join(f"| {i + ' saved':>13} {i + ' peak':>12} " for i in impls)
-    lines = [head, "-" * len(head)]
+    # Two header lines keep the table within a page's column (about 70 characters).
+    names = f"{'':>6}" + "".join(f" | {i:^13}" for i in impls)
+    head = f"{'T':>6}" + "".join(f" | {'saved':>6} {'peak':>6}" for _ in impls)
+    lines = [names, head, "-" * len(head)]
     for T in Ts:
         lines.append(
-            f"{T:>6} "
+            f"{T:>6}"
             + "".join(
-                f"| {fmt(cell[(i, T)]['saved_bytes']):>13} {fmt(cell[(i, T)]['peak_bytes']):>12} "
+                f" | {fmt(cell[(i, T)]['saved_bytes']):>6} {fmt(cell[(i, T)]['peak_bytes']):>6}"
                 for i in impls
             )
         )
