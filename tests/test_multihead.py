@@ -157,14 +157,15 @@ def test_softmax_blocks_of_rows_change_nothing(block_bytes, monkeypatch):
     """The in-place softmax runs on blocks of rows (1 row of 10 float32, or 5 rows with a partial
     last block): the weights and output equal, to the bit, those of one block, and torch's."""
     import selfattention.multihead as mh
+    import selfattention.vectorized as vz  # the block size both levels read
 
     g = torch.Generator().manual_seed(6)
     q, k, v = (torch.randn(2, 3, n, 4, generator=g) for n in (13, 10, 10))
     mask = torch.rand(2, 1, 13, 10, generator=g) < 0.8
     mask[1, 0, 4] = False  # a fully masked row: zeros, not NaN
-    monkeypatch.setattr(mh, "SOFTMAX_BLOCK_BYTES", 1 << 40)
+    monkeypatch.setattr(vz, "SOFTMAX_BLOCK_BYTES", 1 << 40)
     whole_out, whole_w = mh.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    monkeypatch.setattr(mh, "SOFTMAX_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(vz, "SOFTMAX_BLOCK_BYTES", block_bytes)
     out, w = mh.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     assert torch.equal(out, whole_out) and torch.equal(w, whole_w)
     assert torch.equal(w[1, :, 4], torch.zeros(3, 10))

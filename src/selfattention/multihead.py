@@ -23,7 +23,7 @@ from ._validate import (
 )
 from .masks import causal_mask
 from .positional import apply_rope
-from .vectorized import SOFTMAX_BLOCK_BYTES
+from .vectorized import softmax_block_rows
 
 
 def scaled_dot_product_attention(
@@ -159,7 +159,7 @@ def _softmax_(scores: torch.Tensor) -> torch.Tensor:
     # through main memory: the same numbers to the bit (every row is computed the same way), in
     # about 0.8x the time at chapter 7's T = 2048 (as vectorized.attention does in NumPy).
     rows = scores.view(-1, scores.shape[-1])  # (N * T, S), a view of scores
-    for block in rows.split(max(1, SOFTMAX_BLOCK_BYTES // (rows.shape[1] * rows.element_size()))):
+    for block in rows.split(softmax_block_rows(rows.shape[1] * rows.element_size())):
         _softmax_rows_(block)
     return scores
 

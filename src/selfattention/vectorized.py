@@ -114,7 +114,7 @@ def attention(
     # trips through main memory: measured 0.8x the time of the whole-array passes (chapter 7's
     # shapes), with the same result to the bit, since every row is computed the same way.
     rows = weights.reshape(-1, weights.shape[-1])  # (N * T, S), a view: weights is contiguous
-    step = max(1, SOFTMAX_BLOCK_BYTES // (rows.shape[1] * rows.itemsize))
+    step = softmax_block_rows(rows.shape[1] * rows.itemsize)
     for r0 in range(0, rows.shape[0], step):
         _softmax_inplace(rows[r0 : r0 + step])
     out = np.matmul(weights, V)  # (..., T, d_v)
@@ -123,6 +123,14 @@ def attention(
 
 #: Bytes of scores that :func:`attention`'s softmax handles at once: about one core's L2 cache.
 SOFTMAX_BLOCK_BYTES = 1 << 20
+
+
+def softmax_block_rows(row_bytes: int) -> int:
+    """Rows of ``row_bytes`` each that fit in one softmax block of SOFTMAX_BLOCK_BYTES (>= 1).
+
+    Shared by this level and the torch level (``multihead``), which block their softmax alike.
+    """
+    return max(1, SOFTMAX_BLOCK_BYTES // row_bytes)
 
 
 def _mask_parts(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backward import attention_forward_lse
 from ._core import Case, CheckResult, Mistake, run_check
 
 
@@ -93,16 +94,6 @@ def _block(
     return np.concatenate([dQ.ravel(), dK.ravel(), dV.ravel()])
 
 
-def _row_stats(Q, K, V, mask):
-    """(O, L) of attention over the whole key set: the forward's output and row logsumexp."""
-    S = np.where(mask, Q @ K.T / np.sqrt(Q.shape[-1]), -np.inf)
-    m = S.max(axis=-1)
-    m_safe = np.where(np.isneginf(m), 0.0, m)
-    with np.errstate(divide="ignore"):
-        L = np.log(np.exp(S - m_safe[:, None]).sum(axis=-1)) + m_safe
-    return _softmax_rows(S) @ V, L
-
-
 def attention_block_backward(fn, raise_on_fail: bool = False) -> CheckResult:
     """Check ``fn(Q, K, V, dO, O, L, mask) -> (dQ, dK, dV)``: one key block's gradients.
 
@@ -124,7 +115,7 @@ def attention_block_backward(fn, raise_on_fail: bool = False) -> CheckResult:
         if empty_row is not None:
             mask[empty_row] = False
             label += f", row {empty_row} sees no key"
-        O, L = _row_stats(Q, K, V, mask)
+        O, L = attention_forward_lse(Q, K, V, mask=mask)  # over all keys
         args = (Q, K[block], V[block], dO, O, L, mask[:, block])
         cases.append(Case(args, _block(*args), label))
 
