@@ -5,6 +5,7 @@ These tests check that the numbers are *measured correctly*, never how fast anyt
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -340,3 +341,32 @@ def test_every_target_says_why_it_can_be_missed():
     names = {t["name"] for t in bench.target_ratios({"cases": []})}
     assert names == set(report._WHY)
     assert "copy of q" not in report._WHY["tiled_peak_extra_mib"]  # tiled.py reads q through a view
+
+
+def test_suite_pauses_after_numpy_so_the_next_call_is_not_slowed(monkeypatch):
+    """OpenBLAS's threads spin for ~0.1 s after a NumPy call; the suite waits (untimed) after
+    each NumPy call, and only after those, before the next implementation of the round runs."""
+    from selfattention.bench import suite
+
+    pauses: list[float] = []
+    calls: list[str] = []
+    monkeypatch.setattr(suite.time, "sleep", pauses.append)
+    cfg = dataclasses.replace(
+        bench.SuiteConfig.for_device("cpu", quick=True),
+        impls=("numpy", "sdpa"),
+        loops_T=(),
+        T_time=(32,),
+        T_memory=(),
+        causal=(False,),
+        settle=True,
+    )
+    runner = suite._Run(cfg, log=lambda _msg: None, checkpoint=None)
+    group = {
+        "numpy": lambda: calls.append("numpy"),
+        "sdpa": lambda: calls.append("sdpa"),
+    }
+    runner.time_rounds(group, "float32", 32, False, timed=True)
+    assert calls.count("numpy") >= cfg.min_repeats
+    assert pauses == [bench.IMPLEMENTATIONS["numpy"].settle_s] * calls.count("numpy")
+    assert bench.IMPLEMENTATIONS["numpy"].settle_s >= 0.1
+    assert bench.IMPLEMENTATIONS["sdpa"].settle_s == 0.0

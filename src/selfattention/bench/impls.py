@@ -30,6 +30,10 @@ class Implementation:
         color, marker: its colour and marker in every plot.
         cpu_only: it runs on the CPU only (Python lists, NumPy arrays).
         sdpa_backend: the ``torch.nn.attention.SDPBackend`` member it forces, or None.
+        settle_s: seconds to wait, untimed, after one of its calls before timing anything else.
+            OpenBLAS (under NumPy) keeps its worker threads spinning for about 0.1 s after a
+            product; on a 2-core machine a torch call started in that time shares a core with
+            a spinning thread and measured 1.5-1.9x slower (the next call's time, not NumPy's).
     """
 
     label: str
@@ -38,6 +42,7 @@ class Implementation:
     marker: str
     cpu_only: bool = False
     sdpa_backend: str | None = None
+    settle_s: float = 0.0
 
     def __str__(self) -> str:
         return self.label
@@ -47,7 +52,9 @@ class Implementation:
 #: backends other than math are tried on CUDA (a backend that raises is recorded as skipped, with why).
 IMPLEMENTATIONS: dict[str, Implementation] = {
     "loops": Implementation("Python loops (loops.attention)", "Python loops", "tab:gray", "o", cpu_only=True),
-    "numpy": Implementation("NumPy (vectorized.attention)", "NumPy", "tab:blue", "s", cpu_only=True),
+    "numpy": Implementation(
+        "NumPy (vectorized.attention)", "NumPy", "tab:blue", "s", cpu_only=True, settle_s=0.2
+    ),
     "course_torch": Implementation(
         "course PyTorch (multihead.scaled_dot_product_attention)", "course PyTorch", "tab:orange", "^"
     ),

@@ -66,6 +66,8 @@ class SuiteConfig:
         never_skip_T: cases at T up to this are never skipped by the per-case prediction (the
             targets are read at T=2048); the suite budget still applies.
         ceiling_n: matrix size for the matmul ceiling (None: a default per device).
+        settle: after a call, wait that implementation's ``settle_s`` (untimed) before the next
+            call of the round (see :class:`~selfattention.bench.impls.Implementation`).
     """
 
     device: str = "cpu"
@@ -92,6 +94,7 @@ class SuiteConfig:
     budget_s: float = 190.0
     never_skip_T: int = 2048
     ceiling_n: int | None = None
+    settle: bool = True
     seed: int = 0
     quick: bool = False
     notes: list[str] = field(default_factory=list)
@@ -141,6 +144,7 @@ class SuiteConfig:
                 block_size=16,
                 budget_s=60.0,
                 ceiling_n=256,
+                settle=False,  # seconds of pauses in a suite that times microseconds
                 quick=True,
             )
         return cfg
@@ -429,7 +433,7 @@ class _Run:
         for _ in range(cfg.warmup if timed else 0):
             for impl, fn in list(group.items()):
                 try:
-                    first[impl] = _call_s(fn, self.device)
+                    first[impl] = self._call_and_settle(impl, fn)
                 except Exception as exc:
                     self.fail(group, impl, exc, dtype_name, T, causal, what)
         want = {
@@ -449,10 +453,19 @@ class _Run:
                 if len(times[impl]) >= want[impl]:
                     continue
                 try:
-                    times[impl].append(_call_s(fn, self.device))
+                    times[impl].append(self._call_and_settle(impl, fn))
                 except Exception as exc:
                     self.fail(group, impl, exc, dtype_name, T, causal, what)
         return times
+
+    def _call_and_settle(self, impl: str, fn: Callable[[], Any]) -> float:
+        """One timed call, then the implementation's untimed ``settle_s`` pause, so that its
+        library's idle-spinning threads do not slow the next implementation of the round."""
+        seconds = _call_s(fn, self.device)
+        settle = IMPLEMENTATIONS[impl].settle_s
+        if settle > 0 and self.cfg.settle and len(self.cfg.impls) > 1:
+            time.sleep(settle)
+        return seconds
 
     # -- step 4: probe memory ---------------------------------------------------------------------
     def probe_memory(
