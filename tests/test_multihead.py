@@ -194,3 +194,20 @@ def test_inference_softmax_is_torchs_fused_softmax_with_zero_dead_rows():
     traced = mh._softmax_(scores.clone().requires_grad_()).detach()
     torch.testing.assert_close(traced[live], expected[live], rtol=1e-5, atol=1e-7)
     assert torch.equal(traced[0, 1, 5], torch.zeros(257))
+
+
+def test_softmax_on_non_contiguous_scores_uses_the_in_place_steps():
+    """The branch a GPU takes (here reached with non-contiguous scores on the CPU): the steps in
+    place, zeros for a row of only -inf, and torch.softmax's values to float32 rounding."""
+    import selfattention.multihead as mh
+
+    g = torch.Generator().manual_seed(8)
+    scores = 4 * torch.randn(2, 40, 33, generator=g).transpose(-2, -1)  # (2, 33, 40), a view
+    scores[1, 3] = float("-inf")
+    expected = torch.softmax(scores, dim=-1)
+    got = mh._softmax_(scores)
+    assert got.data_ptr() == scores.data_ptr()  # written in place: no second (T, S) array
+    live = torch.ones(2, 33, dtype=torch.bool)
+    live[1, 3] = False
+    torch.testing.assert_close(got[live], expected[live], rtol=1e-5, atol=1e-7)
+    assert torch.equal(got[1, 3], torch.zeros(40))
