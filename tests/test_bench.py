@@ -358,7 +358,7 @@ def test_suite_pauses_after_numpy_so_the_next_call_is_not_slowed(monkeypatch):
         T_time=(32,),
         T_memory=(),
         causal=(False,),
-        settle=True,
+        quick=False,  # quick mode skips the pauses
     )
     runner = suite._Run(cfg, log=lambda _msg: None, checkpoint=None)
     group = {

@@ -66,6 +66,17 @@ def test_live_sweep_schema_and_flops():
     assert cases[2]["peak_extra_bytes"] is None  # the loops are not probed
 
 
+def test_live_sweep_pauses_after_numpy(monkeypatch):
+    """As the suite does: OpenBLAS's threads spin after a NumPy call, so the sweep waits (untimed)
+    after NumPy's cases before timing the next implementation, and after no other."""
+    import time
+
+    pauses: list[float] = []
+    monkeypatch.setattr(time, "sleep", pauses.append)
+    gpu_demos.live_sweep(["numpy", "sdpa"], [8, 16], H=2, d=4, repeats=1, memory=False)
+    assert pauses == [bench.IMPLEMENTATIONS["numpy"].settle_s] * 2
+
+
 def test_loglog_slope():
     T = np.array([128, 256, 512, 1024])
     assert bench.loglog_slope(T, 3e-9 * T**2) == pytest.approx(2.0)

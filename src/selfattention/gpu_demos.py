@@ -79,6 +79,7 @@ def live_sweep(
             flops = bench.attention_flops(B, H, T, T, d, is_causal)
             gflops = flops / t["median_s"] / 1e9
             mem = bench.peak_extra_bytes(fn, device) if memory and impl != "loops" else None
+            bench.settle(impl)  # before the next implementation's clock starts
             out.append(
                 {
                     "impl": impl,

@@ -13,7 +13,7 @@ Everything here measures; nothing is computed from a model except the loops at l
 of the five modules is importable from ``selfattention.bench`` itself.
 """
 
-from .impls import IMPLEMENTATIONS, STYLE, Implementation, attention_fn, make_inputs
+from .impls import IMPLEMENTATIONS, STYLE, Implementation, attention_fn, make_inputs, settle
 from .probes import (
     MiB,
     attention_flops,
@@ -70,6 +70,7 @@ __all__ = [
     "reference_label",
     "reference_series",
     "run_suite",
+    "settle",
     "target_ratios",
     "time_fn",
     "write_report",

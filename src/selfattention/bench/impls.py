@@ -9,6 +9,7 @@ name. :func:`attention_fn` turns a key of the table into a zero-argument callabl
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ import torch
 
 from .. import loops, multihead, tiled, vectorized
 
-__all__ = ["IMPLEMENTATIONS", "STYLE", "Implementation", "attention_fn", "make_inputs"]
+__all__ = ["IMPLEMENTATIONS", "STYLE", "Implementation", "attention_fn", "make_inputs", "settle"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,8 @@ class Implementation:
         color, marker: its colour and marker in every plot.
         cpu_only: it runs on the CPU only (Python lists, NumPy arrays).
         sdpa_backend: the ``torch.nn.attention.SDPBackend`` member it forces, or None.
-        settle_s: seconds to wait, untimed, after one of its calls before timing anything else.
+        settle_s: seconds to wait, untimed, after its calls before timing another implementation
+            (:func:`settle`).
             OpenBLAS (under NumPy) keeps its worker threads spinning for about 0.1 s after a
             product; on a 2-core machine a torch call started in that time shares a core with
             a spinning thread and measured 1.5-1.9x slower (the next call's time, not NumPy's).
@@ -87,6 +89,13 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
         sdpa_backend="CUDNN_ATTENTION",
     ),
 }
+
+def settle(impl: str) -> None:
+    """Wait out ``impl``'s ``settle_s`` (untimed), so that its library's idle-spinning threads do
+    not slow whatever is timed next; every timing of several implementations calls it."""
+    if IMPLEMENTATIONS[impl].settle_s > 0:
+        time.sleep(IMPLEMENTATIONS[impl].settle_s)
+
 
 #: Colour and marker of each implementation in the plots (read from :data:`IMPLEMENTATIONS`).
 STYLE: dict[str, tuple[str, str]] = {key: (i.color, i.marker) for key, i in IMPLEMENTATIONS.items()}

@@ -329,8 +329,7 @@ _WHY = {
     "fresh B·H·T·S array (128 MiB at T=2048, whose first touch costs about 40 ms of page faults on a "
     "2-core VM) and its two matrix products write and read it through main memory; where torch's CPU "
     "matmul reaches less of the machine than NumPy's BLAS (compare the two matmul ceilings above) the "
-    "products alone approach the whole SDPA call. A NumPy call timed just before it leaves OpenBLAS "
-    "threads spinning for ~0.1 s: the suite pauses after NumPy calls, so check the load figures.",
+    "products alone approach the whole SDPA call.",
     "tiled_over_sdpa": "the tiled version issues ~10 separate torch ops per key block from Python, each "
     "streaming the (T × block) tile through memory; SDPA fuses them in one C++ kernel.",
     "tiled_noncausal_over_causal": "causal skips only the upper-triangle blocks; per-block overheads "

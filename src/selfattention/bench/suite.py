@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .impls import IMPLEMENTATIONS, attention_fn, make_inputs
+from .impls import IMPLEMENTATIONS, attention_fn, make_inputs, settle
 from .probes import (
     MiB,
     _dtype,
@@ -66,8 +66,6 @@ class SuiteConfig:
         never_skip_T: cases at T up to this are never skipped by the per-case prediction (the
             targets are read at T=2048); the suite budget still applies.
         ceiling_n: matrix size for the matmul ceiling (None: a default per device).
-        settle: after a call, wait that implementation's ``settle_s`` (untimed) before the next
-            call of the round (see :class:`~selfattention.bench.impls.Implementation`).
     """
 
     device: str = "cpu"
@@ -94,7 +92,6 @@ class SuiteConfig:
     budget_s: float = 190.0
     never_skip_T: int = 2048
     ceiling_n: int | None = None
-    settle: bool = True
     seed: int = 0
     quick: bool = False
     notes: list[str] = field(default_factory=list)
@@ -144,7 +141,6 @@ class SuiteConfig:
                 block_size=16,
                 budget_s=60.0,
                 ceiling_n=256,
-                settle=False,  # seconds of pauses in a suite that times microseconds
                 quick=True,
             )
         return cfg
@@ -459,12 +455,11 @@ class _Run:
         return times
 
     def _call_and_settle(self, impl: str, fn: Callable[[], Any]) -> float:
-        """One timed call, then the implementation's untimed ``settle_s`` pause, so that its
-        library's idle-spinning threads do not slow the next implementation of the round."""
+        """One timed call, then :func:`~selfattention.bench.impls.settle` (skipped in quick mode,
+        whose microsecond timings are not for comparison)."""
         seconds = _call_s(fn, self.device)
-        settle = IMPLEMENTATIONS[impl].settle_s
-        if settle > 0 and self.cfg.settle and len(self.cfg.impls) > 1:
-            time.sleep(settle)
+        if not self.cfg.quick:
+            settle(impl)
         return seconds
 
     # -- step 4: probe memory ---------------------------------------------------------------------
