@@ -114,6 +114,33 @@ def test_recompute_from_logsumexp_equals_storing_P(name):
         np.testing.assert_allclose(g, w, atol=1e-12, rtol=1e-12, err_msg=f"d{label}, {name}")
 
 
+def test_V_alone_with_extra_leading_dims_broadcasts():
+    # Q (T, d) and K (S, d) with V (3, S, d_v): P has no batch dimension, out and dO have one.
+    q, k, v, dO = _rand((5, 4), 20), _rand((6, 4), 21), _rand((3, 6, 2), 22), _rand((3, 5, 2), 23)
+    want = _autograd_grads(q, k, v, dO, is_causal=True)
+    Q, K, V, dO = q.numpy(), k.numpy(), v.numpy(), dO.numpy()
+    out, L = bw.attention_forward_lse(Q, K, V, causal=True)
+    assert L.shape == (3, 5)
+    for got in (
+        bw.attention_backward(Q, K, V, dO, causal=True),
+        bw.attention_backward_from_lse(Q, K, V, out, dO, L, causal=True),
+    ):
+        for label, g, w in zip("QKV", got, want):
+            assert g.shape == tuple(w.shape), label
+            np.testing.assert_allclose(g, w.numpy(), atol=1e-12, rtol=1e-12, err_msg=f"d{label}")
+
+
+def test_float32_in_float32_out():
+    # The default scale 1/sqrt(d_k) must not promote float32 gradients to float64.
+    Q, K, V = (np.ones((5, 4), np.float32), np.ones((6, 4), np.float32), np.ones((6, 3), np.float32))
+    dO = np.ones((5, 3), np.float32)
+    assert [g.dtype for g in bw.attention_backward(Q, K, V, dO)] == [np.float32] * 3
+    out, L = bw.attention_forward_lse(Q, K, V, causal=True)
+    assert (out.dtype, L.dtype) == (np.float32, np.float32)
+    got = bw.attention_backward_from_lse(Q, K, V, out, dO, L, causal=True)
+    assert [g.dtype for g in got] == [np.float32] * 3
+
+
 def test_D_equals_rowsum_dP_P():
     rng = np.random.default_rng(0)
     Q, K, V = rng.normal(size=(2, 5, 4)), rng.normal(size=(2, 7, 4)), rng.normal(size=(2, 7, 3))
@@ -300,6 +327,19 @@ def test_dO_of_the_wrong_shape_names_both_shapes():
         bw.attention_backward_from_lse(Q, K, V, out, np.ones((5, 3)), L)
     with pytest.raises(ValueError, match=r"L must have shape \(\.\.\., T\) = \(2, 5\) .* got shape \(2, 6\)"):
         bw.attention_backward_from_lse(Q, K, V, out, np.ones((2, 5, 3)), np.ones((2, 6)))
+
+
+def test_out_of_the_wrong_shape_and_a_list_mask_are_named():
+    Q, K, V = np.ones((2, 5, 4)), np.ones((2, 6, 4)), np.ones((2, 6, 3))
+    out, L = bw.attention_forward_lse(Q, K, V)
+    with pytest.raises(
+        ValueError, match=r"out must have the forward output's shape .* = \(2, 5, 3\) .* got shape \(2, 4, 3\)"
+    ):
+        bw.attention_backward_from_lse(Q, K, V, out[:, :4], np.ones((2, 4, 3)), L[:, :4])
+    with pytest.raises(ValueError, match=r"= \(2, 5, 3\) .* got shape \(2, 5, 2\)"):
+        bw.attention_backward_from_lse(Q, K, V, out[..., :2], np.ones((2, 5, 3)), L)
+    with pytest.raises(TypeError, match="mask must be a NumPy array, got list"):
+        bw.attention_backward_from_lse(Q, K, V, out, np.ones((2, 5, 3)), L, mask=[[True] * 6] * 5)
 
 
 def test_mask_of_the_wrong_shape_names_both_shapes():

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import vectorized
-from ._validate import check_mask_shape, check_qkv_shapes, require_array, shape_str
+from ._validate import check_qkv_shapes, require_array, shape_str
 
 
 def softmax_backward(P: np.ndarray, dP: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -60,6 +60,22 @@ def _unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return grad.sum(axis=axes, keepdims=True) if axes else grad
 
 
+def _scale(scale: float | None, *arrays: np.ndarray) -> np.floating:
+    """The score scale (default 1/sqrt(d_k)) as a scalar of the inputs' dtype.
+
+    A NumPy float64 scalar times a float32 array is float64 (NumPy 2's promotion rules), so a
+    default computed with ``np.sqrt`` would silently turn float32 gradients into float64 ones.
+    """
+    d_k = arrays[0].shape[-1]
+    return np.result_type(*arrays).type(1.0 / np.sqrt(d_k) if scale is None else scale)
+
+
+def _output_shape(Q: np.ndarray, K: np.ndarray, V: np.ndarray) -> tuple[int, ...]:
+    """The forward output's shape (..., T, d_v): every input's leading dimensions broadcast."""
+    lead = np.broadcast_shapes(Q.shape[:-2], K.shape[:-2], V.shape[:-2])
+    return lead + (Q.shape[-2], V.shape[-1])
+
+
 def _check_dO(dO: np.ndarray, out_shape: tuple[int, ...]) -> None:
     if dO.shape != tuple(out_shape):
         raise ValueError(
@@ -85,14 +101,17 @@ def attention_forward_lse(
         -inf for a fully masked row. Then P = exp(S - L[..., None]) for every row that sees a key.
     """
     Q = require_array("Q", Q)
-    scale = 1.0 / np.sqrt(Q.shape[-1]) if scale is None else scale
+    K = require_array("K", K)
+    V = require_array("V", V)
     out, _ = vectorized.attention(Q, K, V, mask=mask, causal=causal, scale=scale)  # checks inputs
+    scale = _scale(scale, Q, K, V)
     S = masked_scores(Q, K, mask=mask, causal=causal, scale=scale)  # (..., T, S)
     m = np.max(S, axis=-1, keepdims=True)
     m_safe = np.where(np.isfinite(m), m, 0.0)  # a fully masked row: max -inf, keep L = -inf
     with np.errstate(divide="ignore"):  # log(0) = -inf is the right L for a fully masked row
         L = np.log(np.sum(np.exp(S - m_safe), axis=-1)) + m_safe[..., 0]
-    return out, L
+    # S has Q's and K's leading dimensions; out also has V's, and L is one number per output row.
+    return out, np.ascontiguousarray(np.broadcast_to(L, out.shape[:-1]))
 
 
 def masked_scores(
@@ -107,8 +126,7 @@ def masked_scores(
     Hidden entries (a False in a boolean mask, or j > i under ``causal``) are -inf; a floating mask
     is added. Inputs are assumed checked (call :func:`~selfattention.vectorized.attention` first).
     """
-    scale = 1.0 / np.sqrt(Q.shape[-1]) if scale is None else scale
-    S = np.matmul(Q * scale, np.swapaxes(K, -1, -2))  # (..., T, S)
+    S = np.matmul(Q * _scale(scale, Q, K), np.swapaxes(K, -1, -2))  # (..., T, S)
     added, hidden = vectorized._mask_parts(mask, causal, S.shape)  # the forward's own mask rules
     if added is not None:
         S = S + added
@@ -149,9 +167,11 @@ def attention_backward(
     K = require_array("K", K)
     V = require_array("V", V)
     dO = require_array("dO", dO)
-    scale = 1.0 / np.sqrt(Q.shape[-1]) if scale is None else scale
-    out, P = vectorized.attention(Q, K, V, mask=mask, causal=causal, scale=scale)  # P (..., T, S)
+    out, P = vectorized.attention(Q, K, V, mask=mask, causal=causal, scale=scale)  # checks inputs
+    scale = _scale(scale, Q, K, V)
     _check_dO(dO, out.shape)
+    # P has the leading dimensions of Q and K only; V may add more, which out and dO carry.
+    P = np.broadcast_to(P, out.shape[:-1] + (K.shape[-2],))  # (..., T, S)
     dV = np.matmul(np.swapaxes(P, -1, -2), dO)  # (..., S, d_v)
     dP = np.matmul(dO, np.swapaxes(V, -1, -2))  # (..., T, S)
     dS = softmax_backward(P, dP)  # (..., T, S); zero wherever P is zero
@@ -192,18 +212,23 @@ def attention_backward_from_lse(
     out = require_array("out", out)
     dO = require_array("dO", dO)
     L = require_array("L", L)
-    scale = 1.0 / np.sqrt(Q.shape[-1]) if scale is None else scale
-    _check_dO(dO, out.shape)
-    if L.shape != out.shape[:-1]:
-        raise ValueError(
-            f"L must have shape (..., T) = {shape_str(out.shape[:-1])} to match out of shape "
-            f"{shape_str(out.shape)}, got shape {shape_str(L.shape)}."
-        )
     check_qkv_shapes(Q.shape, K.shape, V.shape)
-    if mask is not None:
-        check_mask_shape("mask", mask.shape, out.shape[:-1] + (K.shape[-2],))
-    S = masked_scores(Q, K, mask=mask, causal=causal, scale=scale)  # (..., T, S)
-    S = np.broadcast_to(S, out.shape[:-1] + (K.shape[-2],))
+    out_shape = _output_shape(Q, K, V)
+    if out.shape != out_shape:
+        raise ValueError(
+            f"out must have the forward output's shape (..., T, d_v) = {shape_str(out_shape)} "
+            f"for Q {shape_str(Q.shape)} and V {shape_str(V.shape)}, got shape "
+            f"{shape_str(out.shape)}."
+        )
+    _check_dO(dO, out_shape)
+    if L.shape != out_shape[:-1]:
+        raise ValueError(
+            f"L must have shape (..., T) = {shape_str(out_shape[:-1])} to match out of shape "
+            f"{shape_str(out_shape)}, got shape {shape_str(L.shape)}."
+        )
+    scale = _scale(scale, Q, K, V)
+    S = masked_scores(Q, K, mask=mask, causal=causal, scale=scale)  # (..., T, S); checks the mask
+    S = np.broadcast_to(S, out_shape[:-1] + (K.shape[-2],))
     # A fully masked row has L = -inf and only -inf scores: shift it by 0, so exp gives 0, not NaN.
     L_safe = np.where(np.isneginf(L), 0.0, L)
     P = np.exp(S - L_safe[..., None])  # (..., T, S), recomputed
