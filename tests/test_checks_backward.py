@@ -33,16 +33,16 @@ def block_backward(Q, K, V, dO, O, L, mask, wrong=""):
     S[~mask] = -np.inf
     if wrong != "nan":
         L = np.where(np.isneginf(L), 0.0, L)  # a row that sees no key: P = exp(-inf) = 0
-    P = np.exp(S - L[:, None])  # (T, S_j)
+    P = np.exp(S - L) if wrong == "L row" else np.exp(S - L[:, None])  # (T, S_j)
     dV = P @ dO if wrong == "P" else P.T @ dO  # (S_j, d_v)
     dP = dO @ V.T  # (T, S_j)
     if wrong == "rowsum":
         D = (dP * P).sum(axis=1, keepdims=True)
     else:
-        D = (dO * O).sum(axis=0 if wrong == "axis" else 1, keepdims=True)
+        D = (dO * O).sum(axis=0 if wrong == "axis" else 1, keepdims=wrong != "keepdims")
     dS = P * (dP - D)
-    dQ = dS @ K if wrong == "dQ" else scale * dS @ K
-    dK = dS.T @ Q if wrong == "dK" else scale * dS.T @ Q
+    dQ = dS @ K if wrong in ("dQ", "both") else scale * dS @ K
+    dK = dS.T @ Q if wrong in ("dK", "both") else scale * dS.T @ Q
     return dQ, dK, dV
 
 
@@ -96,6 +96,8 @@ MISTAKES = [
         lambda P, dP: P * (dP - (dP * P).sum(axis=0, keepdims=True)),
     ),
     ("softmax_backward", "the -p p^T part of the Jacobian forgotten", lambda P, dP: P * dP),
+    ("softmax_backward", "only the diagonal of the Jacobian", lambda P, dP: P * (1 - P) * dP),
+    ("softmax_backward", "a sum over the whole matrix (no axis)", lambda P, dP: P * (dP - np.sum(dP * P))),
     (
         "softmax_backward",
         "rowsum(dP) instead of rowsum(dP * P)",
@@ -103,6 +105,17 @@ MISTAKES = [
     ),
     ("attention_block_backward", "the scale forgotten in dQ", lambda *a: block_backward(*a, wrong="dQ")),
     ("attention_block_backward", "the scale forgotten in dK", lambda *a: block_backward(*a, wrong="dK")),
+    (
+        "attention_block_backward",
+        "the scale forgotten in dQ and dK",
+        lambda *a: block_backward(*a, wrong="both"),
+    ),
+    ("attention_block_backward", "D without keepdims", lambda *a: block_backward(*a, wrong="keepdims")),
+    (
+        "attention_block_backward",
+        "L subtracted along the keys (L instead of L[:, None])",
+        lambda *a: block_backward(*a, wrong="L row"),
+    ),
     ("attention_block_backward", "P where P^T belongs in dV", lambda *a: block_backward(*a, wrong="P")),
     ("attention_block_backward", "rowsum over the wrong axis", lambda *a: block_backward(*a, wrong="axis")),
     (
@@ -138,3 +151,28 @@ def test_the_block_is_a_slice_of_the_row():
     fail: in every case the block leaves out keys that some row sees."""
     result = check.attention_block_backward(block_backward_torch)
     assert not result.passed and result.mistake == "this block treated as the whole row"
+
+
+def test_the_message_names_the_gradient_that_is_wrong():
+    """A wrong dK alone is reported as dK, with dQ and dV said to be right; a transposed dK is a
+    shape error on dK, not 'the numbers differ'."""
+
+    def bad_dK(*a):
+        dQ, dK, dV = block_backward(*a)
+        return dQ, dK + 1.0, dV
+
+    result = check.attention_block_backward(bad_dK)
+    assert not result.passed
+    assert result.message.startswith("dK is wrong, dQ and dV are right. dK:")
+
+    def transposed_dK(*a):
+        dQ, dK, dV = block_backward(*a)
+        return dQ, dK.T, dV
+
+    result = check.attention_block_backward(transposed_dK)
+    assert result.mistake == "wrong shape" and "dK is wrong" in result.message
+    assert "expected (4, 3), obtained (3, 4)" in result.message
+
+    result = check.attention_block_backward(lambda *a: block_backward(*a)[:2])
+    assert result.mistake == "wrong number of results"
+    assert "should return 3 results, (dQ, dK, dV), but it returned a tuple of 2 items" in result.message

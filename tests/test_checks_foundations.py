@@ -158,6 +158,17 @@ def _naive_softmax_list_numpy(scores):  # no max subtraction with NumPy: inf / i
     return list(e / e.sum())
 
 
+def _softmax_list_min_shift_numpy(scores):  # shifted by the smallest score: exp(2000) overflows
+    x = np.asarray(scores, dtype=float)
+    e = np.exp(x - x.min())
+    return list(e / e.sum())
+
+
+def _softmax_min_shift(x):
+    e = np.exp(x - x.min(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
 def _softmax_list_no_masked_row(scores):  # max subtracted, fully masked rows not handled
     m = max(scores)
     e = [math.exp(s - m) if s - m == s - m else math.nan for s in scores]
@@ -233,6 +244,7 @@ MISTAKES += [
     ("dot", "a sum of the entries instead of their products", lambda a, b: sum(x + y for x, y in zip(a, b))),
     ("softmax_list", "no max subtraction (overflow)", _naive_softmax_list),
     ("softmax_list", "no max subtraction (overflow)", _naive_softmax_list_numpy),
+    ("softmax_list", "the smallest score subtracted instead of the largest", _softmax_list_min_shift_numpy),
     ("softmax_list", "a whole row of -inf giving NaN", _softmax_list_no_masked_row),
     ("softmax_list", "exponentials that were not normalised", _softmax_list_unnormalised),
     ("attention_row", "missing 1/sqrt(d_k) scaling", _row_with(lambda d: 1.0)),
@@ -243,6 +255,7 @@ MISTAKES += [
         _row_with(lambda d: 1.0 / math.sqrt(d), return_weights=True),
     ),
     ("softmax", "no max subtraction (overflow)", _softmax_no_max),
+    ("softmax", "the smallest score subtracted instead of the largest", _softmax_min_shift),
     ("softmax", "a whole row of -inf giving NaN", _softmax_no_masked_row),
     ("softmax", "softmax over the wrong axis", _softmax_axis0),
     ("softmax", "a sum over the whole array", _softmax_global),

@@ -94,12 +94,23 @@ def _masked_softmax_multiply(scores, mask):  # "hides" scores by multiplying: 0 
 
 def _kv_step_no_append(q, k, v, K_cache, V_cache):
     w = torch.softmax(q @ K_cache.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
-    return w @ V_cache
+    return w @ V_cache, K_cache, V_cache
+
+
+def _kv_step_old_cache(q, k, v, K_cache, V_cache):
+    out, _, _ = _kv_step(q, k, v, K_cache, V_cache)
+    return out, K_cache, V_cache
+
+
+def _kv_step_prepended(q, k, v, K_cache, V_cache):
+    K, V = torch.cat([k, K_cache], dim=2), torch.cat([v, V_cache], dim=2)
+    w = torch.softmax(q @ K.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
+    return w @ V, K, V
 
 
 def _kv_step_is_causal(q, k, v, K_cache, V_cache):
     K, V = torch.cat([K_cache, k], dim=2), torch.cat([V_cache, v], dim=2)
-    return torch.nn.functional.scaled_dot_product_attention(q, K, V, is_causal=True)
+    return torch.nn.functional.scaled_dot_product_attention(q, K, V, is_causal=True), K, V
 
 
 def _causal_no_diagonal(T):
@@ -143,6 +154,8 @@ MISTAKES = [
         lambda s, m: _softmax(np.where(m, s, 0.0)),
     ),
     ("kv_step", "the new key and value not appended", _kv_step_no_append),
+    ("kv_step", "the old cache returned", _kv_step_old_cache),
+    ("kv_step", "the new key and value put before the cache", _kv_step_prepended),
     ("kv_step", "is_causal=True with one query (top-left alignment)", _kv_step_is_causal),
 ]
 

@@ -116,6 +116,8 @@ def to_array(x: Any) -> np.ndarray | None:
 
 
 def _fmt(x: Any, max_items: int = 24) -> str:
+    if isinstance(x, tuple) and x and any(hasattr(p, "shape") for p in x):
+        return "(" + ", ".join(_fmt(p, max_items) for p in x) + ")"  # e.g. (dQ, dK, dV)
     arr = to_array(x)
     if arr is None:
         return repr(x)[:200]
@@ -198,12 +200,16 @@ def run_check(
     postprocess: Callable[[Any], Any] | None = None,
     raise_on_fail: bool = False,
     quiet: bool = False,
+    parts: Sequence[str] = (),
 ) -> CheckResult:
     """Run ``fn`` on every case, compare, diagnose, print one message and return the result.
 
     ``fn`` gets a deep copy of each case's arguments. The first case that fails decides the
-    message. A ``NotImplementedError`` from ``fn`` (an exercise stub) is logged and re-raised with
-    its hint, so that "Run all" stops at the first unwritten exercise.
+    message. With ``parts`` (e.g. ``("dQ", "dK", "dV")``) ``fn`` returns that many arrays, each
+    case's ``expected`` is a tuple of them, and each part is compared on its own, so that the
+    message names the part that is wrong (and its shape, when that is what is wrong).
+    A ``NotImplementedError`` from ``fn`` (an exercise stub) is logged and re-raised with its hint,
+    so that "Run all" stops at the first unwritten exercise.
     """
     problem = _signature_problem(name, fn, len(cases[0].args), signature)
     if problem is not None:
@@ -234,6 +240,11 @@ def run_check(
         except Exception as exc:  # report the learner's error, not a checker traceback
             msg, mistake = _diagnose_error(case, exc, all_mistakes)
             return _finish(name, False, mistake, msg, raise_on_fail, quiet)
+        if parts:
+            verdict = _check_parts(case, got_raw, parts, all_mistakes, rtol, atol)
+            if verdict is None:
+                continue
+            return _finish(name, False, verdict[1], verdict[0], raise_on_fail, quiet)
         try:
             got_raw = postprocess(got_raw) if postprocess else got_raw
         except Exception:  # an output of an unexpected form: compare it as it is
@@ -260,6 +271,51 @@ def run_check(
         msg, mistake = _diagnose(case, got, got_raw, all_mistakes, rtol, atol, same_everywhere)
         return _finish(name, False, mistake, msg, raise_on_fail, quiet)
     return _finish(name, True, None, f"correct on all {len(cases)} test cases.", raise_on_fail, quiet)
+
+
+def _part_arrays(x: Any, n: int) -> list[np.ndarray | None] | None:
+    """``x`` as a list of ``n`` arrays, or None when it is not a tuple or list of ``n`` items."""
+    if isinstance(x, (tuple, list)) and len(x) == n:
+        return [to_array(p) for p in x]
+    return None
+
+
+def _check_parts(
+    case: Case, got_raw: Any, parts: Sequence[str], mistakes, rtol: float, atol: float
+) -> tuple[str, str] | None:
+    """Compare a learner's tuple of results part by part: None if right, else (message, mistake)."""
+    names = ", ".join(parts)
+    got = _part_arrays(got_raw, len(parts))
+    if got is None:
+        kind = type(got_raw).__name__
+        if isinstance(got_raw, (tuple, list)):
+            kind += f" of {len(got_raw)} items"
+        return (
+            f"your function should return {len(parts)} results, ({names}), but it returned a "
+            f"{kind}.{_shown(case, _fmt(got_raw))}",
+            "wrong number of results",
+        )
+    wrong = [p for p, g, w in zip(parts, got, case.expected) if not _matches(g, w, rtol, atol)]
+    if not wrong:
+        return None
+    def listed(names: list[str]) -> str:
+        return " and ".join(names) if len(names) <= 2 else ", ".join(names[:-1]) + " and " + names[-1]
+
+    right = [p for p in parts if p not in wrong]
+    which = f"{listed(wrong)} {'is' if len(wrong) == 1 else 'are'} wrong"
+    which += f", {listed(right)} {'is' if len(right) == 1 else 'are'} right" if right else ""
+    for m in mistakes:
+        try:
+            theirs = _part_arrays(_call_quietly(m.compute, case.args), len(parts))
+        except Exception:
+            continue
+        if theirs is not None and all(_same(g, t, rtol, atol) for g, t in zip(got, theirs)):
+            shown = _shown(case, _fmt(tuple(got_raw)))
+            return f"looks like {m.name} ({which}): {m.explanation}{shown}", m.name
+    i = parts.index(wrong[0])
+    one = Case(case.args, case.expected[i], case.label)
+    msg, mistake = _diagnose(one, got[i], got_raw[i], (), rtol, atol)
+    return f"{which}. {wrong[0]}: {msg}", mistake
 
 
 def learner_facing(check: Callable[..., CheckResult]) -> Callable[..., CheckResult]:

@@ -55,6 +55,19 @@ def softmax_backward(fn, raise_on_fail: bool = False) -> CheckResult:
             lambda P, dP: P * dP,
         ),
         Mistake(
+            "only the diagonal of the Jacobian",
+            "diag(p) - p p^T has off-diagonal entries -p_i p_j too: P * (1 - P) * dP keeps only "
+            "the diagonal, as if each logit moved only its own probability. "
+            "dS = P * (dP - rowsum(dP * P)).",
+            lambda P, dP: P * (1 - P) * dP,
+        ),
+        Mistake(
+            "a sum over the whole matrix (no axis)",
+            "np.sum(dP * P) without axis adds every row together; each row needs its own "
+            "sum: np.sum(dP * P, axis=-1, keepdims=True).",
+            lambda P, dP: P * (dP - np.sum(dP * P)),
+        ),
+        Mistake(
             "rowsum(dP) instead of rowsum(dP * P)",
             "p p^T dP gives each row p times (p . dP), a sum weighted by P: rowsum(dP * P).",
             lambda P, dP: P * (dP - dP.sum(axis=-1, keepdims=True)),
@@ -66,9 +79,23 @@ def softmax_backward(fn, raise_on_fail: bool = False) -> CheckResult:
 
 
 def _block(
-    Q, K, V, dO, O, L, mask, scale_dq=True, scale_dk=True, transpose=True, axis=-1, safe=True, local=""
+    Q,
+    K,
+    V,
+    dO,
+    O,
+    L,
+    mask,
+    scale_dq=True,
+    scale_dk=True,
+    transpose=True,
+    axis=-1,
+    keepdims=True,
+    column_L=True,
+    safe=True,
+    local="",
 ):
-    """dQ, dK, dV of one key block, flattened into one vector; the keywords model the mistakes.
+    """(dQ, dK, dV) of one key block; the keywords model the mistakes.
 
     ``local="softmax"`` normalises P inside the block instead of using L; ``local="rowsum"`` sums
     dP * P over the block instead of using D; ``local="both"`` does both (attention over the block
@@ -81,17 +108,19 @@ def _block(
     else:
         L_used = np.where(np.isneginf(L), 0.0, L) if safe else L
         with np.errstate(invalid="ignore"):
-            P = np.exp(S - L_used[:, None])  # (T, S_j); NaN on a fully masked row when not safe
+            # (T, S_j); NaN on a fully masked row when not safe. Without [:, None], L (T,) would
+            # broadcast along the keys: silently wrong when T = S_j, an error otherwise.
+            P = np.exp(S - (L_used[:, None] if column_L else L_used))
     dV = (P.T if transpose else P) @ dO
     dP = dO @ V.T  # (T, S_j)
     if local in ("rowsum", "both"):
         D = np.sum(dP * P, axis=-1, keepdims=True)  # over this block's keys only
     else:
-        D = np.sum(dO * O, axis=axis, keepdims=True)  # (T, 1): the whole row's rowsum(dP * P)
+        D = np.sum(dO * O, axis=axis, keepdims=keepdims)  # (T, 1): the whole row's rowsum(dP * P)
     dS = P * (dP - D)
     dQ = dS @ K * (scale if scale_dq else 1.0)
     dK = dS.T @ Q * (scale if scale_dk else 1.0)
-    return np.concatenate([dQ.ravel(), dK.ravel(), dV.ravel()])
+    return dQ, dK, dV
 
 
 def attention_block_backward(fn, raise_on_fail: bool = False) -> CheckResult:
@@ -119,11 +148,6 @@ def attention_block_backward(fn, raise_on_fail: bool = False) -> CheckResult:
         args = (Q, K[block], V[block], dO, O, L, mask[:, block])
         cases.append(Case(args, _block(*args), label))
 
-    def flat(out):
-        if isinstance(out, (tuple, list)) and len(out) == 3:
-            return np.concatenate([np.ravel(np.asarray(o, dtype=float)) for o in out])
-        return out
-
     whole_row = (
         "L and D belong to the whole row, and this block is one slice of its keys: "
         "P = exp(S - L) (no softmax inside the block) and dS = P * (dP - D) with D = rowsum(dO * O)."
@@ -140,6 +164,12 @@ def attention_block_backward(fn, raise_on_fail: bool = False) -> CheckResult:
             lambda *a: _block(*a, scale_dk=False),
         ),
         Mistake(
+            "the scale forgotten in dQ and dK",
+            "the scores are scale * Q K^T, so by the chain rule both dQ = scale * dS K and "
+            "dK = scale * dS^T Q carry the scale.",
+            lambda *a: _block(*a, scale_dq=False, scale_dk=False),
+        ),
+        Mistake(
             "P where P^T belongs in dV",
             "O = P V, so dV = P^T dO: value j collects dO_i weighted by P_ij over the queries i. "
             "P dO only has the right shape when T equals the block's number of keys.",
@@ -150,6 +180,19 @@ def attention_block_backward(fn, raise_on_fail: bool = False) -> CheckResult:
             "D_i = dO_i . O_i is one number per query row: sum dO * O over the features "
             "(axis=-1, keepdims=True), not over the queries.",
             lambda *a: _block(*a, axis=0),
+        ),
+        Mistake(
+            "D without keepdims",
+            "np.sum(dO * O, axis=-1) has shape (T,), and (T, S_j) - (T,) lines D up with the "
+            "keys, not the queries (silently, when T = S_j). Keep it a column: keepdims=True, "
+            "shape (T, 1).",
+            lambda *a: _block(*a, keepdims=False),
+        ),
+        Mistake(
+            "L subtracted along the keys (L instead of L[:, None])",
+            "L has one number per query row, shape (T,); S - L lines it up with the keys "
+            "(silently, when T = S_j). Subtract a column: S - L[:, None].",
+            lambda *a: _block(*a, column_L=False),
         ),
         Mistake(
             "rowsum(dP * P) over this block instead of D",
@@ -184,6 +227,6 @@ def attention_block_backward(fn, raise_on_fail: bool = False) -> CheckResult:
         mistakes,
         rtol=1e-6,
         atol=1e-9,
-        postprocess=flat,
+        parts=("dQ", "dK", "dV"),
         raise_on_fail=raise_on_fail,
     )

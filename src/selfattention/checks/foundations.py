@@ -35,6 +35,20 @@ _NO_MAX = Mistake(
     "softmax(x) = softmax(x - max(x)), and every exponent is then <= 0.",
     lambda x, *a: _quiet(_naive_softmax, x),
 )
+def _min_shifted_softmax(x):
+    # A shift by the smallest score: right whenever the scores lie close together, but the
+    # exponents are then >= 0 and overflow as soon as the scores are far apart.
+    x = np.asarray(x, dtype=np.float64)
+    e = np.exp(x - x.min(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+_MIN_SHIFT = Mistake(
+    "the smallest score subtracted instead of the largest",
+    "any shift gives the same softmax, but only x - max(x) makes every exponent <= 0. Shifted "
+    "by the minimum, scores 2000 apart give exp(2000), which overflows: subtract the largest.",
+    lambda x, *a: _quiet(_min_shifted_softmax, x),
+)
 _ROW_NEG_INF = Mistake(
     "a whole row of -inf giving NaN",
     "when every score is -inf (every key masked), max is -inf and -inf - (-inf) is NaN. Treat that "
@@ -104,6 +118,12 @@ def softmax_list(fn, raise_on_fail: bool = False) -> CheckResult:
             "large scores",
             mistakes=[_NO_MAX],
         ),
+        Case(
+            ([-1000.0, 0.0, 1000.0],),
+            vz.softmax(np.array([-1000.0, 0.0, 1000.0])),
+            "scores far apart",
+            mistakes=[_NO_MAX, _MIN_SHIFT],
+        ),
         Case(([2.0, -math.inf, 0.5],), vz.softmax(np.array([2.0, -np.inf, 0.5])), "a masked score (-inf)"),
         Case(([-math.inf, -math.inf],), [0.0, 0.0], "every score masked", mistakes=[_ROW_NEG_INF]),
     ]
@@ -171,11 +191,13 @@ def softmax(fn, raise_on_fail: bool = False) -> CheckResult:
     x1 = r.normal(size=(3, 4))
     x2 = r.normal(size=(2, 3, 5)) * 3
     big = np.array([[1000.0, 1001.0, 1002.0], [-5.0, 0.0, 5.0]])
+    spread = np.array([[-1000.0, 0.0, 1000.0], [3.0, -2000.0, 1.0]])
     masked = np.array([[0.5, -np.inf, 1.0], [-np.inf, -np.inf, -np.inf]])
     cases = [
         Case((x1,), vz.softmax(x1), "a (3, 4) score matrix"),
         Case((x2,), vz.softmax(x2), "a batch of shape (2, 3, 5)"),
         Case((big,), vz.softmax(big), "large scores", mistakes=[_NO_MAX]),
+        Case((spread,), vz.softmax(spread), "scores far apart", mistakes=[_NO_MAX, _MIN_SHIFT]),
         Case((masked,), vz.softmax(masked), "a fully masked row", mistakes=[_ROW_NEG_INF]),
     ]
     mistakes = [

@@ -109,11 +109,8 @@ def kv_step(fn, raise_on_fail: bool = False) -> CheckResult:
         return q, k, v, Kc, Vc
 
     def right(q, k, v, Kc, Vc):
-        K, V = torch.cat([Kc, k], 2), torch.cat([Vc, v], 2)
-        return mh.scaled_dot_product_attention(q, K, V)[0]
-
-    def first(out):
-        return out[0] if isinstance(out, (tuple, list)) else out
+        K, V = torch.cat([Kc, k], 2), torch.cat([Vc, v], 2)  # (B, H, S + 1, d)
+        return mh.scaled_dot_product_attention(q, K, V)[0], K, V
 
     cases = [
         Case(args, right(*args), label)
@@ -128,20 +125,37 @@ def kv_step(fn, raise_on_fail: bool = False) -> CheckResult:
         Mistake(
             "the new key and value not appended",
             "the new token attends to itself too: concatenate k and v to the cache along "
-            "the time axis (dim=2) before attending.",
-            lambda q, k, v, Kc, Vc: mh.scaled_dot_product_attention(q, Kc, Vc)[0],
+            "the time axis (dim=2) before attending, and return the grown cache.",
+            lambda q, k, v, Kc, Vc: (mh.scaled_dot_product_attention(q, Kc, Vc)[0], Kc, Vc),
+        ),
+        Mistake(
+            "the old cache returned",
+            "the output is right, but the next step needs this token's key and value too: "
+            "return the grown cache, torch.cat([K_cache, k], dim=2) (and the same for V).",
+            lambda q, k, v, Kc, Vc: (right(q, k, v, Kc, Vc)[0], Kc, Vc),
+        ),
+        Mistake(
+            "the new key and value put before the cache",
+            "the output is the same (attention does not care about the order of its keys), but "
+            "the cache must keep positions in order, newest last, for masks and positions later: "
+            "torch.cat([K_cache, k], dim=2), not torch.cat([k, K_cache], dim=2).",
+            lambda q, k, v, Kc, Vc: (right(q, k, v, Kc, Vc)[0], torch.cat([k, Kc], 2), torch.cat([v, Vc], 2)),
         ),
         Mistake(
             "is_causal=True with one query (top-left alignment)",
             "torch's is_causal aligns top-left, so a single query sees key 0 only. The new "
             "token is the LAST position: it may see every cached key, so use no mask "
             "(or causal_mask(1, S + 1, align='bottom_right')).",
-            lambda q, k, v, Kc, Vc: mh.scaled_dot_product_attention(
-                q,
+            lambda q, k, v, Kc, Vc: (
+                mh.scaled_dot_product_attention(
+                    q,
+                    torch.cat([Kc, k], 2),
+                    torch.cat([Vc, v], 2),
+                    attn_mask=masks.causal_mask(1, Kc.shape[2] + 1),
+                )[0],
                 torch.cat([Kc, k], 2),
                 torch.cat([Vc, v], 2),
-                attn_mask=masks.causal_mask(1, Kc.shape[2] + 1),
-            )[0],
+            ),
         ),
     ]
     return run_check(
@@ -150,9 +164,9 @@ def kv_step(fn, raise_on_fail: bool = False) -> CheckResult:
         cases,
         "(q, k, v, K_cache, V_cache)",
         mistakes,
-        postprocess=first,
         rtol=1e-4,
         atol=1e-6,
+        parts=("out", "K_all", "V_all"),
         raise_on_fail=raise_on_fail,
     )
 

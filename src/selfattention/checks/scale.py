@@ -57,7 +57,7 @@ def _update(m, l, acc, s, v, rescale=True, keep_max=True):
     m_new = np.maximum(m, s.max(axis=-1)) if keep_max else s.max(axis=-1)
     corr = np.exp(m - m_new) if rescale else np.ones_like(m)
     p = np.exp(s - m_new[:, None])
-    return np.concatenate([m_new, l * corr + p.sum(-1), (acc * corr[:, None] + p @ v).ravel()])
+    return m_new, l * corr + p.sum(-1), acc * corr[:, None] + p @ v
 
 
 def online_softmax_update(fn, raise_on_fail: bool = False) -> CheckResult:
@@ -82,11 +82,6 @@ def online_softmax_update(fn, raise_on_fail: bool = False) -> CheckResult:
     s_low = m0[:, None] - 1.0 - r.random(size=(T, Bk))  # every score below m: the max stays
     s_mixed = np.stack([s1[0], s_low[1], s1[2]])  # rows 0 and 2 raise their max, row 1 does not
     m_empty, l_empty, acc_empty = np.full(T, -np.inf), np.zeros(T), np.zeros((T, d))
-
-    def flat(out):
-        if isinstance(out, (tuple, list)) and len(out) == 3:
-            return np.concatenate([np.ravel(np.asarray(o, dtype=float)) for o in out])
-        return out
 
     cases = [
         Case(args, _update(*args), label)
@@ -121,6 +116,6 @@ def online_softmax_update(fn, raise_on_fail: bool = False) -> CheckResult:
         cases,
         "(m, l, acc, s, v)",
         mistakes,
-        postprocess=flat,
+        parts=("m_new", "l_new", "acc_new"),
         raise_on_fail=raise_on_fail,
     )
