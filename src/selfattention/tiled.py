@@ -236,7 +236,8 @@ def tiled_attention(
     Returns:
         out (..., T, d_v), equal to softmax(q k^T * scale + mask) v. Rows that see no key (a fully
         masked row of ``attn_mask``) are zeros, and so are their gradients. NaN or inf in q, k or
-        v gives NaN in the rows it reaches, as in torch's SDPA (no check). When an input
+        v is not checked for: it gives NaN in every row that attends to it. Rows that mask it can
+        differ from torch's SDPA (keys a causal mask skips are never read here). When an input
         requires a gradient, ``out.backward`` runs the recomputing tiled backward
         (:class:`TiledAttentionFunction`).
     Raises:

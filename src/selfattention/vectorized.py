@@ -78,8 +78,10 @@ def attention(
         (out, weights): out (..., T, d_v) and weights (..., T, S). Rows of weights sum to 1, except
         fully masked rows, which are all zeros (and so is their output), as in torch's SDPA from
         torch 2.5 on (``torch.softmax`` gives NaN). NaN or inf
-        in Q, K or V is not checked for (a scan would cost a pass over the data): it propagates
-        to NaN in the rows it touches, exactly where torch's SDPA puts it.
+        in Q, K or V is not checked for (a scan would cost a pass over the data): it gives NaN
+        in every row that attends to it. A row that masks it may get NaN too (a masked weight 0
+        times an inf value is NaN): which ones differs between implementations, and between
+        SDPA's backends, so do not rely on it.
     Raises:
         TypeError: an input is not a floating array, or the mask is neither bool nor float.
         ValueError: the shapes do not agree (the message gives both), an empty sequence, or a mask
