@@ -36,6 +36,54 @@ def right_rope_library(x, W_q, W_k, W_v, positions):
     return attend(apply_rope(x @ W_q, positions), apply_rope(x @ W_k, positions), x @ W_v)
 
 
+def right_rope_float32(x, W_q, W_k, W_v, positions):
+    """All in float32, frequencies from torch.arange as a learner writes them: rounding errors of
+    ~1e-7, not a mistake."""
+    x, W_q, W_k, W_v = (t.float() for t in (x, W_q, W_k, W_v))
+    d = x.shape[-1]
+    omega = 10000.0 ** (-torch.arange(0, d, 2) / d)  # (d/2,) float32
+
+    def rot(t):
+        angle = positions[..., None] * omega  # (B, T, d/2) float32
+        even, odd = t[..., 0::2], t[..., 1::2]
+        rotated = [even * angle.cos() - odd * angle.sin(), even * angle.sin() + odd * angle.cos()]
+        return torch.stack(rotated, -1).flatten(-2)
+
+    return attend(rot(x @ W_q), rot(x @ W_k), x @ W_v)
+
+
+def right_rope_float32_frequencies(x, W_q, W_k, W_v, positions):
+    """float64 inputs, float32 frequencies (the reviewer's case: off by 6.8e-8)."""
+    d = x.shape[-1]
+    omega = 10000.0 ** (-torch.arange(0, d, 2) / d)  # float32
+    angle = positions[..., None] * omega
+    cos, sin = angle.cos().double(), angle.sin().double()
+
+    def rot(t):
+        out = t.clone()
+        out[..., 0::2] = t[..., 0::2] * cos - t[..., 1::2] * sin
+        out[..., 1::2] = t[..., 0::2] * sin + t[..., 1::2] * cos
+        return out
+
+    return attend(rot(x @ W_q), rot(x @ W_k), x @ W_v)
+
+
+def halves_pairing(x, W_q, W_k, W_v, positions):
+    """Hugging Face's rotate_half: feature i turns with feature i + d/2."""
+    d = x.shape[-1]
+    omega = 10000.0 ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+    angle = positions[..., None].double() * omega  # (B, T, d/2)
+    cos, sin = torch.cat([angle.cos()] * 2, -1), torch.cat([angle.sin()] * 2, -1)  # (B, T, d)
+
+    def rotate_half(t):
+        return torch.cat([-t[..., d // 2 :], t[..., : d // 2]], -1)
+
+    def rot(t):
+        return t * cos + rotate_half(t) * sin
+
+    return attend(rot(x @ W_q), rot(x @ W_k), x @ W_v)
+
+
 def reversed_frequencies(x, W_q, W_k, W_v, positions):
     return attend(rotate(x @ W_q, positions, reverse=True), rotate(x @ W_k, positions, reverse=True), x @ W_v)
 
@@ -87,6 +135,13 @@ def smallest(logits, k):
     return torch.softmax(logits.masked_fill(logits > kth, float("-inf")), dim=-1)
 
 
+def exactly_k_by_indices(logits, k):
+    """The k indices of torch.topk, scattered: of logits tied at the k-th, only some are kept."""
+    idx = logits.topk(k, dim=-1).indices
+    keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, idx, True)
+    return torch.softmax(logits.masked_fill(~keep, float("-inf")), dim=-1)
+
+
 def test_checks_accept_right_answers():
     assert check.rope_attention(right_rope, raise_on_fail=True)
     assert check.rope_attention(right_rope_library, raise_on_fail=True)
@@ -94,16 +149,42 @@ def test_checks_accept_right_answers():
     assert check.top_k_probs(right_top_k_divided, raise_on_fail=True)
 
 
+def test_rope_check_accepts_float32_work():
+    """Frequencies from torch.arange are float32 (off by ~1e-7): the check used to reject them."""
+    assert check.rope_attention(right_rope_float32, raise_on_fail=True)
+    assert check.rope_attention(right_rope_float32_frequencies, raise_on_fail=True)
+
+
+def test_top_k_check_keeps_ties_like_the_library():
+    """The check and ``sampling.top_k_filter`` follow one rule (logits tied with the k-th largest
+    are kept), and the check has a case with such ties, so keeping exactly k is told apart."""
+    from selfattention.sampling import top_k_filter
+
+    tied = torch.tensor([[2.0, 0.5, 2.0, 2.0, -1.0, 0.0]], dtype=torch.float64)
+    assert int((~torch.isinf(top_k_filter(tied, 2))).sum()) == 3
+    torch.testing.assert_close(right_top_k(tied, 2), top_k_filter(tied, 2).softmax(-1))
+    result = check.top_k_probs(exactly_k_by_indices)
+    assert not result.passed and result.mistake == "exactly k kept when logits tie"
+    assert "ties at the 2nd largest" in result.message
+
+
 # Registries read by tests/test_checks.py.
 CORRECT = {"rope_attention": right_rope, "top_k_probs": right_top_k}
-MORE_CORRECT = [("rope_attention", right_rope_library), ("top_k_probs", right_top_k_divided)]
+MORE_CORRECT = [
+    ("rope_attention", right_rope_library),
+    ("rope_attention", right_rope_float32),
+    ("rope_attention", right_rope_float32_frequencies),
+    ("top_k_probs", right_top_k_divided),
+]
 MISTAKES = [
     ("rope_attention", "the frequency order reversed", reversed_frequencies),
     ("rope_attention", "rotating the values", rotated_values),
     ("rope_attention", "rotating before the projection", rotated_before_projection),
     ("rope_attention", "one position shared by the whole batch", shared_positions),
     ("rope_attention", "positions ignored (0 .. T-1 used)", ignored_positions),
+    ("rope_attention", "the halves pairing (rotate_half)", halves_pairing),
     ("top_k_probs", "a renormalisation that forgets the masked tokens", forgets_masked),
     ("top_k_probs", "masked logits set to 0 instead of -inf", zero_fill),
     ("top_k_probs", "the k smallest logits kept", smallest),
+    ("top_k_probs", "exactly k kept when logits tie", exactly_k_by_indices),
 ]

@@ -56,6 +56,28 @@ def test_decoding_equals_full_recomputation(dtype, chunks, padding):
         assert torch.all(w_full[:, :, pos : pos + n, pos + n :] == 0)  # future keys never seen
 
 
+@pytest.mark.parametrize("chunks", [[1] * 7, [3, 1, 2, 1]])
+@pytest.mark.parametrize("padding", [None, "left"])
+def test_decode_step_without_weights_gives_the_same_output(chunks, padding):
+    """need_weights=False runs torch's fused SDPA (what a timing of the cache should use) and
+    returns None for the weights; the outputs equal those of the library's SDPA."""
+    mha = _model(torch.float64, seed=3)
+    x = torch.randn(3, 7, 12, dtype=torch.float64)
+    pm = None if padding is None else masks.padding_mask([7, 4, 2], 7).flip(-1)
+    fast = KVCache.for_module(mha, batch=3, max_len=7)
+    pos = 0
+    with torch.no_grad():
+        for _, n, out, w in _decode(mha, x, chunks, pm):
+            step_pm = None if pm is None else pm[:, : pos + n]
+            out_fast, none = decode_step(
+                mha, x[:, pos : pos + n], fast, padding_mask=step_pm, need_weights=False
+            )
+            assert none is None and w is not None
+            torch.testing.assert_close(out_fast, out, rtol=1e-12, atol=1e-12)
+            pos += n
+    assert fast.length == 7
+
+
 def test_top_left_alignment_would_be_wrong_when_decoding():
     """The bug the bottom-right alignment avoids: with is_causal the new query sees key 0 only."""
     mha = _model(torch.float64)

@@ -92,6 +92,39 @@ def test_forward_cached_equals_forward():
     assert caches[0].length == 8
 
 
+def test_forward_cached_without_weights_gives_the_same_logits():
+    """need_weights=False (torch's fused SDPA, as generate uses) gives the logits of the
+    library's SDPA and None for the weights, for the prefill and for single steps alike."""
+    m = make_model(seed=4).double()
+    idx = random_ids(3, 8)
+    slow, fast = m.new_caches(3), m.new_caches(3)
+    for a, b in ((0, 5), (5, 6), (6, 7), (7, 8)):
+        want, w = m.forward_cached(idx[:, a:b], slow)
+        got, none = m.forward_cached(idx[:, a:b], fast, need_weights=False)
+        assert none is None and w.shape == (2, 3, 2, b - a, b)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    x = torch.randn(3, 2, 16, dtype=torch.float64)
+    block, c1, c2 = m.blocks[0], m.new_caches(3)[0], m.new_caches(3)[0]
+    (want, w), (got, none) = block.step(x, c1), block.step(x, c2, need_weights=False)
+    assert none is None and w.shape == (3, 2, 2, 2)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_cached_generation_does_not_build_attention_weights(monkeypatch):
+    """generate decodes with torch's fused attention, as the uncached path does: the library's
+    SDPA (which materialises the weights) is never called, and the tokens are unchanged."""
+    m = make_model(seed=2, vocab_size=13, max_len=20, d_model=24, num_heads=3)
+    prompt = random_ids(2, 4, V=13, seed=3)
+    before = generate(m, prompt, 12)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("generate built attention weights it does not use")
+
+    monkeypatch.setattr("selfattention.multihead.scaled_dot_product_attention", refuse)
+    assert torch.equal(generate(m, prompt, 12), before)
+    assert torch.equal(generate(m, prompt, 12, use_cache=False), before)
+
+
 @pytest.mark.parametrize("B", [1, 5])
 def test_cached_generation_equals_uncached(B):
     m = make_model(seed=2, vocab_size=13, max_len=20, d_model=24, num_heads=3)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -369,16 +370,51 @@ def test_greedy_is_the_limit_of_temperature_to_zero():
     assert top == sorted(top) and top[0] < 0.9 and top[-1] > 0.999  # all mass moves to the argmax
 
 
+def _top_p_reference(logits, top_p):
+    """The documented rule in float64 (exact enough): drop a token when the tokens strictly
+    before it, by decreasing probability, already reach top_p; keep ties with the last kept."""
+    z = logits.double()
+    zs = z.sort(-1, descending=True).values
+    p = zs.softmax(-1)
+    before = torch.cat([torch.zeros_like(p[..., :1]), p.cumsum(-1)[..., :-1]], -1)
+    last_kept = zs.masked_fill(before >= top_p, float("inf")).amin(-1, keepdim=True)
+    return z >= last_kept  # (..., V), True = kept
+
+
+def test_top_p_one_keeps_every_token_of_a_large_vocabulary():
+    """A float32 running sum of 50,000 probabilities reaches 1 early: top_p=1 used to drop
+    ~11,000 tokens of these logits, and ~150,000 of 200,000 at a larger scale."""
+    for scale in (3.0, 10.0):
+        logits = rand(4, 50_000, dtype=torch.float32, seed=7) * scale
+        assert torch.equal(top_p_filter(logits, 1.0), logits)
+        assert torch.equal(filter_logits(logits, temperature=0.5, top_p=1), filter_logits(logits, 0.5))
+
+
+@pytest.mark.parametrize("top_p", [0.5, 0.9, 0.99, 0.999])
+def test_top_p_keeps_what_the_exact_rule_keeps_on_a_large_vocabulary(top_p):
+    logits = rand(4, 50_000, dtype=torch.float32, seed=8) * 3
+    kept = ~torch.isinf(top_p_filter(logits, top_p))
+    assert torch.equal(kept, _top_p_reference(logits, top_p))
+    assert kept[torch.arange(4), logits.argmax(-1)].all()  # the top token, always
+
+
 SAMPLING_ERRORS = [
-    (dict(temperature=0.0), ValueError, r"temperature must be > 0, got temperature=0.0"),
+    (dict(temperature=0.0), ValueError, r"temperature must be a finite number > 0, got temperature=0.0"),
     (dict(temperature=-1.0), ValueError, r"got temperature=-1.0"),
     (dict(top_k=0), ValueError, r"top_k must be >= 1.*got top_k=0"),
     (dict(top_k=2.0), TypeError, r"top_k must be an int, got 2.0 \(a float\)"),
     (dict(top_p=0.0), ValueError, r"top_p must lie in \(0, 1\].*got top_p=0.0"),
     (dict(top_p=1.5), ValueError, r"got top_p=1.5"),
-    (dict(temperature="hot"), TypeError, r"temperature must be a float or None, got str"),
-    (dict(temperature=float("nan")), ValueError, r"temperature must be > 0, got temperature=nan"),
+    (dict(temperature="hot"), TypeError, r"temperature must be a real number or None, got 'hot' \(a str\)"),
+    (dict(temperature=float("nan")), ValueError, r"a finite number > 0, got temperature=nan"),
     (dict(top_p=float("nan")), ValueError, r"top_p must lie in \(0, 1\].*got top_p=nan"),
+    # inf used to pass, then (-inf) / inf = NaN made torch.multinomial fail on a masked logit.
+    (dict(temperature=float("inf")), ValueError, r"temperature must be a finite number > 0.*=inf"),
+    (dict(temperature=np.float32("inf")), ValueError, r"finite number > 0, got temperature=inf"),
+    (dict(temperature=True), TypeError, r"temperature must be a real number or None, got True \(a bool\)"),
+    (dict(top_p=np.bool_(True)), TypeError, r"top_p must be a real number or None, got .*\(a bool_?\)"),
+    (dict(top_p="0.9"), TypeError, r"top_p must be a real number or None, got '0.9' \(a str\)"),
+    (dict(top_p=np.float64(1.5)), ValueError, r"top_p must lie in \(0, 1\].*got top_p=1.5"),
 ]
 
 
@@ -389,6 +425,27 @@ def test_sampling_rejects_bad_settings(kw, exc, match):
     model = TinyTransformer(ModelConfig(vocab_size=5, max_len=8, d_model=8, num_heads=2))
     with pytest.raises(exc, match=match):
         generate(model, torch.zeros(1, 2, dtype=torch.long), 3, **kw)
+
+
+def test_sampling_accepts_any_real_number():
+    """NumPy floats (np.float32(0.5)) used to be rejected as "not a float" while NumPy integers
+    were accepted for top_k; any real number but a bool is accepted now."""
+    logits = torch.tensor([[1.0, float("-inf"), 2.0, 0.5]])
+    want = filter_logits(logits, temperature=0.5, top_k=2, top_p=0.9)
+    for t, k, p in ((np.float32(0.5), np.int64(2), np.float32(0.9)), (np.float64(0.5), 2, np.float64(0.9))):
+        got = filter_logits(logits, temperature=t, top_k=k, top_p=p)
+        assert torch.equal(got, want) and got.dtype == torch.float32
+        g = torch.Generator().manual_seed(0)
+        assert sample_next(logits, t, k, p, generator=g).item() in (0, 2)
+    assert torch.equal(filter_logits(logits, temperature=1), logits - 2.0)  # an int temperature
+
+
+def test_a_huge_finite_temperature_samples_without_nan():
+    logits = torch.tensor([[1.0, float("-inf"), 2.0]])
+    probs = filter_logits(logits, temperature=1e30).softmax(-1)
+    assert torch.equal(probs, torch.tensor([[0.5, 0.0, 0.5]]))
+    g = torch.Generator().manual_seed(0)
+    assert sample_next(logits, temperature=1e30, generator=g).item() in (0, 2)
 
 
 # ------------------------------------------------------------------------- the tiny model
@@ -421,6 +478,31 @@ def test_rope_model_is_causal_and_cache_equals_recomputation():
     rest = [model.forward_cached(idx[:, t : t + 1], caches)[0] for t in range(4, 10)]
     torch.testing.assert_close(torch.cat([first, *rest], 1), logits, rtol=1e-5, atol=1e-5)
     assert torch.equal(generate(model, idx[:, :3], 5), generate(model, idx[:, :3], 5, use_cache=False))
+
+
+def test_rope_model_max_len_error_says_what_max_len_bounds():
+    """A RoPE model has no position table: the error must not say it "knows max_len positions"."""
+    cfg = dict(vocab_size=5, d_model=8, num_heads=2, pos="rope")
+    torch.manual_seed(0)
+    model = TinyTransformer(ModelConfig(max_len=4, **cfg)).eval()
+    idx = torch.zeros(1, 6, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"idx has shape \(1, 6\): positions 0 \.\. 5 are needed") as err:
+        model(idx)
+    msg = str(err.value)
+    assert "knows" not in msg and 'pos="rope" there is no position table' in msg
+    assert "length of the KV caches new_caches makes" in msg and "larger max_len" in msg
+    caches = model.new_caches(1)
+    model.forward_cached(torch.zeros(1, 4, dtype=torch.long), caches)
+    with pytest.raises(ValueError, match=r"idx_new has shape \(1, 1\): positions 4 \.\. 4.*no position"):
+        model.forward_cached(torch.zeros(1, 1, dtype=torch.long), caches)
+    # What the message promises: the same weights, in a model with a larger max_len, read it.
+    longer = TinyTransformer(ModelConfig(max_len=8, **cfg)).eval()
+    longer.load_state_dict(model.state_dict())
+    torch.testing.assert_close(longer(idx[:, :4])[0], model(idx[:, :4])[0])
+    assert longer(idx)[0].shape == (1, 6, 5)
+    learned = TinyTransformer(ModelConfig(max_len=4, vocab_size=5, d_model=8, num_heads=2))
+    with pytest.raises(ValueError, match=r"the model knows max_len=4 positions"):
+        learned(idx)
 
 
 def test_model_pos_must_be_known():

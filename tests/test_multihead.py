@@ -111,6 +111,24 @@ def test_from_torch_equals_nn_multiheadattention(dtype, batch_first, bias, padde
     assert_close(out_fast, out, dtype, "need_weights=False path vs need_weights=True path")
 
 
+def test_from_torch_copies_dropout_and_mode():
+    """nn.MultiheadAttention(8, 2, dropout=0.3) used to give a copy with dropout_p=0.0."""
+    ref = nn.MultiheadAttention(8, 2, dropout=0.3, batch_first=True).double()
+    ours = MultiHeadSelfAttention.from_torch(ref)
+    assert ours.dropout_p == 0.3 and ours.training
+    assert "dropout_p=0.3" in repr(ours)
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    with torch.no_grad():
+        out, w = ours(x, generator=torch.Generator().manual_seed(0))  # training: some weights dropped
+    assert (w == 0).any() and not torch.allclose(w.sum(-1), torch.ones(2, 2, 5, dtype=torch.float64))
+    ref.eval()
+    ours = MultiHeadSelfAttention.from_torch(ref)
+    assert not ours.training and ours.dropout_p == 0.3
+    with torch.no_grad():
+        assert_close(ours(x)[0], ref(x, x, x)[0], torch.float64, "eval mode: no dropout on either side")
+    assert MultiHeadSelfAttention.from_torch(nn.MultiheadAttention(8, 2)).dropout_p == 0.0
+
+
 def test_from_torch_is_causal_flag_matches_torch():
     mha, mine = _pair(8, 2, True, True, torch.float64)
     x = torch.randn(2, 5, 8, dtype=torch.float64)

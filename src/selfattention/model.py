@@ -44,7 +44,9 @@ class ModelConfig:
 
     Attributes:
         vocab_size: number of token ids (ids are 0 .. vocab_size - 1).
-        max_len: the longest sequence the model reads (the positional table's size).
+        max_len: the longest sequence the model reads: the learned position table's size, or,
+            with ``pos="rope"`` (no table), a configured limit that also sizes the KV caches
+            of :meth:`TinyTransformer.new_caches`.
         d_model: width of every token vector.
         num_heads: heads per attention layer; must divide d_model.
         num_layers: number of blocks.
@@ -123,14 +125,17 @@ class Block(nn.Module):
         x = x + self.mlp(self.ln2(x))  # (B, T, d_model)
         return x, weights
 
-    def step(self, x_new: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(
+        self, x_new: torch.Tensor, cache: KVCache, need_weights: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The same block for T_new new positions, attending to the cached ones.
 
-        x_new (B, T_new, d_model) -> (x (B, T_new, d_model), weights (B, H, T_new, S)), where
-        S = cache.length after the step. Equals the last T_new rows of ``forward`` on the whole
-        sequence.
+        x_new (B, T_new, d_model) -> (x (B, T_new, d_model), weights (B, H, T_new, S) or None),
+        where S = cache.length after the step. Equals the last T_new rows of ``forward`` on the
+        whole sequence. With ``need_weights=False`` torch's fused attention runs (faster) and
+        the weights are None.
         """
-        a, weights = self.attn.step(self.ln1(x_new), cache)
+        a, weights = self.attn.step(self.ln1(x_new), cache, need_weights=need_weights)
         x = x_new + a
         x = x + self.mlp(self.ln2(x))
         return x, weights
@@ -175,10 +180,19 @@ class TinyTransformer(nn.Module):
                 f"{name} must have shape (B, T) with T >= 1, got shape {shape_str(idx.shape)}."
             )
         if offset + idx.shape[1] > c.max_len:
+            last = offset + idx.shape[1] - 1
+            needed = f"{name} has shape {shape_str(idx.shape)}: positions {offset} .. {last}"
+            if c.pos == "rope":
+                # No table to run out of: max_len is the configured limit (and the caches' size).
+                raise ValueError(
+                    f"{needed} are needed, over the model's max_len={c.max_len}. With "
+                    'pos="rope" there is no position table: max_len is the longest sequence the '
+                    "model is configured to read, and the length of the KV caches new_caches "
+                    "makes. To read longer sequences, build a ModelConfig with a larger max_len: "
+                    "no weight depends on it, so the same state_dict loads."
+                )
             raise ValueError(
-                f"{name} has shape {shape_str(idx.shape)}: positions {offset} .. "
-                f"{offset + idx.shape[1] - 1} are needed but the model knows max_len={c.max_len} "
-                "positions."
+                f"{needed} are needed but the model knows max_len={c.max_len} positions."
             )
         if idx.numel() and (idx.min() < 0 or idx.max() >= c.vocab_size):
             raise ValueError(
@@ -229,17 +243,21 @@ class TinyTransformer(nn.Module):
         return [KVCache.for_module(b.attn, batch, max_len) for b in self.blocks]
 
     def forward_cached(
-        self, idx_new: torch.Tensor, caches: list[KVCache]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, idx_new: torch.Tensor, caches: list[KVCache], need_weights: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits for new tokens, reusing the keys and values cached for earlier ones.
 
         Args:
             idx_new: (B, T_new) ids of the positions after the ``caches[0].length`` already seen
                 (the whole prompt on the first call: the "prefill").
             caches: from :meth:`new_caches`; each grows by T_new.
+            need_weights: also return the attention weights of every layer. With False, torch's
+                fused SDPA runs instead of the library's (as in ``forward``'s default): the same
+                logits, faster, which is what :func:`generate` uses.
         Returns:
             (logits, weights): logits (B, T_new, vocab_size), equal to the last T_new rows of
-            ``forward`` on the whole sequence; weights (num_layers, B, H, T_new, S).
+            ``forward`` on the whole sequence; weights (num_layers, B, H, T_new, S), or None
+            when ``need_weights=False``.
         Raises:
             TypeError: as :meth:`forward`.
             ValueError: as :meth:`forward`, or ``caches`` does not hold one cache per layer of
@@ -259,9 +277,9 @@ class TinyTransformer(nn.Module):
         x = self.embed(idx_new, offset)  # (B, T_new, d_model)
         maps = []
         for block, cache in zip(self.blocks, caches):
-            x, w = block.step(x, cache)  # w (B, H, T_new, S)
+            x, w = block.step(x, cache, need_weights=need_weights)  # w (B, H, T_new, S) or None
             maps.append(w)
-        return self.head(self.ln_f(x)), torch.stack(maps)
+        return self.head(self.ln_f(x)), (torch.stack(maps) if need_weights else None)
 
 
 @torch.no_grad()
@@ -284,7 +302,9 @@ def generate(
 
     Without the cache every step runs the model on the whole sequence so far (O(T^2) attention
     per step); with it the prompt is run once (prefill) and every later step feeds only the
-    newest token, attending to the cached keys and values.
+    newest token, attending to the cached keys and values. Both run torch's fused attention
+    (``need_weights=False``): no attention weights are built, so timing one against the other
+    compares the cache with recomputation, not two attention kernels.
 
     Args:
         model: a :class:`TinyTransformer` (put in eval mode by the caller if it matters).
@@ -293,8 +313,8 @@ def generate(
         use_cache: decode with one KV cache per layer.
         return_logits: also return the logits that chose each new token (before temperature
             and filtering).
-        temperature: > 0; sampling temperature (1 when sampling and not given).
-        top_k: >= 1; sample among the k most likely tokens.
+        temperature: finite, > 0; sampling temperature (1 when sampling and not given).
+        top_k: >= 1; sample among the k most likely tokens (and any tied with the k-th).
         top_p: in (0, 1]; sample among the fewest tokens whose probability reaches top_p.
         generator: a ``torch.Generator`` for the draws.
     Returns:
@@ -302,8 +322,9 @@ def generate(
         (tokens, logits (B, max_new_tokens, vocab_size)).
     Raises:
         ValueError: max_new_tokens < 0, or T_prompt + max_new_tokens - 1 > model.config.max_len,
-            temperature <= 0, top_k <= 0, top_p outside (0, 1] (and the errors of
-            ``model.forward`` for a bad prompt).
+            temperature not a finite number > 0, top_k <= 0, top_p outside (0, 1] (and the
+            errors of ``model.forward`` for a bad prompt).
+        TypeError: temperature or top_p is not a real number, or top_k not an int.
     """
     check_sampling(temperature, top_k, top_p)
     require_int("max_new_tokens", max_new_tokens, minimum=0)
@@ -321,7 +342,8 @@ def generate(
     for step in range(max_new_tokens):
         if use_cache:
             new = tokens if step == 0 else tokens[:, -1:]  # prefill, then one token per step
-            logits, _ = model.forward_cached(new, caches)
+            # No weights: torch's fused attention, as the uncached branch's model(tokens) runs.
+            logits, _ = model.forward_cached(new, caches, need_weights=False)
         else:
             logits, _ = model(tokens)  # the whole prefix, every step
         last = logits[:, -1]  # (B, vocab_size): scores of the next token

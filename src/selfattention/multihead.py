@@ -58,8 +58,9 @@ def scaled_dot_product_attention(
     Returns:
         (out, weights): out (..., T, d_v), weights (..., T, S), after dropout when p > 0.
         Fully masked rows give zero weights and a zero output, as torch's SDPA does (from torch
-        2.5 on; a plain softmax, and SDPA before 2.5, give NaN). NaN or inf in q, k or v
-        propagates to NaN in the rows it touches, as in torch's SDPA.
+        2.5 on; a plain softmax, and SDPA before 2.5, give NaN). NaN or inf in q, k or v gives
+        NaN in every row that attends to it; rows that mask it may get NaN too (0 times inf),
+        depending on the implementation and SDPA's backend.
     Raises:
         TypeError: an input is not a floating tensor, dtypes differ, or the mask is neither bool
             nor of q's dtype.
@@ -391,6 +392,9 @@ class MultiHeadSelfAttention(nn.Module):
 
         ``nn.MultiheadAttention`` keeps W_q, W_k, W_v stacked in ``in_proj_weight`` (3E, E), in
         that order. Works whatever ``mha.batch_first`` is (it only changes how mha reads inputs).
+        ``mha.dropout`` becomes ``dropout_p`` and the copy is in ``mha``'s mode (training or
+        eval); with dropout, the two draw different masks in training mode, so compare them in
+        eval mode.
 
         Raises:
             TypeError: ``mha`` is not an ``nn.MultiheadAttention``.
@@ -404,8 +408,9 @@ class MultiHeadSelfAttention(nn.Module):
                 "mha must use kdim = vdim = embed_dim, no bias_k/bias_v and no add_zero_attn."
             )
         bias = mha.in_proj_bias is not None  # torch's layer is always plain multi-head
-        new = cls(mha.embed_dim, mha.num_heads, bias=bias)
+        new = cls(mha.embed_dim, mha.num_heads, bias=bias, dropout_p=mha.dropout)
         new = new.to(device=mha.in_proj_weight.device, dtype=mha.in_proj_weight.dtype)
+        new.train(mha.training)  # dropout acts in training mode only: keep mha's choice
         with torch.no_grad():
             for lin, w in zip((new.W_q, new.W_k, new.W_v), mha.in_proj_weight.chunk(3)):
                 lin.weight.copy_(w)

@@ -11,6 +11,10 @@ depends on how a sort orders equal logits.
 
 from __future__ import annotations
 
+import math
+import numbers
+
+import numpy as np
 import torch
 
 from ._validate import require_int
@@ -18,36 +22,61 @@ from ._validate import require_int
 __all__ = ["check_sampling", "filter_logits", "sample_next", "top_k_filter", "top_p_filter"]
 
 
+def _require_real(name: str, value) -> float:
+    """``value`` as a float, or TypeError naming ``name``: any real number (Python or NumPy, int or
+    float) is fine, a bool is not (``True`` as a temperature is always a slip)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{name} must be a real number or None, got {value!r} (a {type(value).__name__})."
+        )
+    return float(value)
+
+
 def check_sampling(temperature, top_k, top_p) -> None:
-    """Raise ValueError/TypeError, with the value, for a temperature that is not a number > 0 (NaN
-    included), top_k <= 0 or a top_p outside (0, 1]. None means "not used"."""
-    for name, value in (("temperature", temperature), ("top_p", top_p)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise TypeError(f"{name} must be a float or None, got {type(value).__name__}.")
+    """Raise for settings that cannot sample; None means "not used" (all three None is greedy).
+
+    Raises:
+        TypeError: temperature or top_p is not a real number (Python or NumPy; not a bool), or
+            top_k is not an int (NumPy integers are fine).
+        ValueError: temperature is not a finite number > 0 (0, inf and NaN included: for greedy
+            decoding leave all three None), top_k <= 0, or top_p outside (0, 1].
+    """
+    if temperature is not None:
+        t = _require_real("temperature", temperature)
+        # inf would divide every finite logit to 0 and a -inf one to NaN; NaN fails every test.
+        if not 0 < t < math.inf:
+            raise ValueError(
+                f"temperature must be a finite number > 0, got temperature={t}; for greedy "
+                "decoding leave temperature, top_k and top_p as None."
+            )
     if top_k is not None:
         top_k = require_int("top_k", top_k, minimum=None)  # NumPy integers are fine
-    if temperature is not None and not temperature > 0:  # also catches NaN
-        raise ValueError(
-            f"temperature must be > 0, got temperature={temperature}; for greedy decoding leave "
-            "temperature, top_k and top_p as None."
-        )
-    if top_k is not None and top_k <= 0:
-        raise ValueError(f"top_k must be >= 1 (the number of tokens kept), got top_k={top_k}.")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"top_p must lie in (0, 1] (a probability mass), got top_p={top_p}.")
+        if top_k <= 0:
+            raise ValueError(f"top_k must be >= 1 (the number of tokens kept), got top_k={top_k}.")
+    if top_p is not None:
+        p = _require_real("top_p", top_p)
+        if not 0 < p <= 1:  # also catches NaN
+            raise ValueError(f"top_p must lie in (0, 1] (a probability mass), got top_p={p}.")
 
 
 def top_k_filter(logits: torch.Tensor, top_k: int) -> torch.Tensor:
-    """logits (..., V) -> a copy with all but the ``top_k`` largest set to -inf (ties kept).
+    """logits (..., V) -> a copy with every logit below the ``top_k``-th largest set to -inf.
 
-    A ``top_k`` larger than V keeps everything.
+    The rule: a token is kept when its logit is at least the k-th largest of its row, so every
+    token tied with the k-th largest is kept too, and a row with ties keeps more than k tokens
+    (as in Hugging Face's and nanoGPT's top-k). Which k of several equal logits to keep would be
+    arbitrary: the result must not depend on how a sort orders them. A ``top_k`` larger than V
+    keeps everything.
+
+    Raises:
+        TypeError, ValueError: top_k is not an int >= 1 (as :func:`check_sampling`).
     """
     check_sampling(None, top_k, None)
     return _top_k(logits, top_k)
 
 
 def _top_k(logits: torch.Tensor, top_k: int) -> torch.Tensor:
-    k = min(top_k, logits.shape[-1])
+    k = min(int(top_k), logits.shape[-1])
     kth = logits.topk(k, dim=-1).values[..., -1:]  # (..., 1): the k-th largest logit
     return logits.masked_fill(logits < kth, float("-inf"))
 
@@ -55,18 +84,31 @@ def _top_k(logits: torch.Tensor, top_k: int) -> torch.Tensor:
 def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """logits (..., V) -> a copy keeping the fewest most likely tokens whose mass reaches top_p.
 
-    The most likely token is always kept, and so is every token tied with the last one kept
-    (as in :func:`top_k_filter`); the others are set to -inf.
+    In the order of decreasing probability, a token is dropped (set to -inf) when the tokens
+    strictly before it already reach ``top_p``; so the most likely token is always kept, and so
+    is every token tied with the last one kept (as in :func:`top_k_filter`). ``top_p=1`` keeps
+    every token.
+
+    Raises:
+        TypeError, ValueError: top_p is not a real number in (0, 1] (as :func:`check_sampling`).
     """
     check_sampling(None, None, top_p)
     return _top_p(logits, top_p)
 
 
 def _top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    if top_p >= 1:
+        # Every token: the masses before the last one sum to less than 1 in exact arithmetic, but
+        # a float32 sum of a large vocabulary can reach 1 early and drop thousands of tokens.
+        return logits
     sorted_logits, _ = logits.sort(dim=-1, descending=True)
-    probs = sorted_logits.softmax(dim=-1)
-    # A token is dropped when the tokens before it already reach top_p.
-    drop_sorted = probs.cumsum(dim=-1) - probs >= top_p  # (..., V), False for the first
+    # Summed in float64: over tens of thousands of tokens a float32 running sum drifts by ~1e-6,
+    # which misplaces the cut for a top_p near 1, where the tail holds thousands of tokens of
+    # tiny probability (Apple's MPS has no float64: float32 there).
+    acc = torch.float32 if logits.device.type == "mps" else torch.float64
+    probs = sorted_logits.to(acc).softmax(dim=-1)  # (..., V)
+    before = probs.cumsum(dim=-1) - probs  # (..., V): the mass of the tokens strictly before
+    drop_sorted = before >= top_p  # False for the first (p - p = 0 exactly): the top token stays
     # The smallest logit kept; every logit at least as large stays (ties with it included).
     last_kept = sorted_logits.masked_fill(drop_sorted, float("inf")).amin(dim=-1, keepdim=True)
     return logits.masked_fill(logits < last_kept, float("-inf"))
@@ -91,11 +133,11 @@ def _filter(logits: torch.Tensor, temperature, top_k, top_p) -> torch.Tensor:
     """:func:`filter_logits` on settings already checked (called once per generated token)."""
     if temperature is not None:
         top = logits.amax(dim=-1, keepdim=True)
-        logits = (logits - top.masked_fill(~torch.isfinite(top), 0.0)) / temperature
+        logits = (logits - top.masked_fill(~torch.isfinite(top), 0.0)) / float(temperature)
     if top_k is not None:
         logits = _top_k(logits, top_k)
     if top_p is not None:
-        logits = _top_p(logits, top_p)
+        logits = _top_p(logits, float(top_p))
     return logits
 
 

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from .. import positional
+from .. import positional, sampling
 from ._core import Case, CheckResult, Mistake, run_check
 
 
@@ -92,6 +92,14 @@ def rope_attention(fn, raise_on_fail: bool = False) -> CheckResult:
             lambda x, Wq, Wk, Wv, p: _rope_attention(x, Wq, Wk, Wv, p[0]),
         ),
         Mistake(
+            "the halves pairing (rotate_half)",
+            "this exercise pairs neighbouring features: pair i is (2i, 2i+1), x[..., 0::2] with "
+            "x[..., 1::2]. Pairing feature i with feature i + d/2 (Hugging Face's rotate_half, "
+            "GPT-NeoX) is the other convention, a permutation of this one, and gives other "
+            "numbers for the same W_q and W_k.",
+            lambda *a: _rope_attention(*a, rope=positional.rope_halves),
+        ),
+        Mistake(
             "positions ignored (0 .. T-1 used)",
             "the sequences here are packed: their positions restart at 0 (and one starts at 5). "
             "Rotate token t of sequence b by positions[b, t], not by t.",
@@ -104,15 +112,26 @@ def rope_attention(fn, raise_on_fail: bool = False) -> CheckResult:
         cases,
         "(x, W_q, W_k, W_v, positions)",
         mistakes,
-        rtol=1e-6,
-        atol=1e-8,
+        # Loose enough for float32 work (frequencies from torch.arange are float32: errors reach
+        # ~3e-7 on outputs of size ~1), far below what any listed mistake changes (> 1e-2).
+        rtol=1e-5,
+        atol=1e-5,
         raise_on_fail=raise_on_fail,
     )
 
 
-def _top_k(logits, k, forget=False, fill=float("-inf"), smallest=False):
-    kept = logits.topk(k, dim=-1, largest=not smallest).indices  # (B, k)
-    keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, kept, True)
+def _top_k(logits, k, forget=False, fill=float("-inf"), smallest=False, exactly_k=False):
+    """Top-k probabilities, right (``sampling.top_k_filter``: ties with the k-th kept) or with
+    one classic mistake."""
+    if exactly_k:
+        # torch.topk's k indices, scattered: of several logits tied at the k-th, some are dropped.
+        kept = logits.topk(k, dim=-1).indices  # (B, k)
+        keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, kept, True)
+        return logits.masked_fill(~keep, fill).softmax(dim=-1)
+    if smallest:
+        kth = logits.topk(k, dim=-1, largest=False).values[..., -1:]  # (B, 1): k-th smallest
+        return logits.masked_fill(logits > kth, fill).softmax(dim=-1)
+    keep = ~torch.isinf(sampling.top_k_filter(logits, k))  # (B, V), True = kept
     if forget:
         return logits.softmax(dim=-1) * keep  # normalised over all V tokens, then cut
     return logits.masked_fill(~keep, fill).softmax(dim=-1)
@@ -121,14 +140,30 @@ def _top_k(logits, k, forget=False, fill=float("-inf"), smallest=False):
 def top_k_probs(fn, raise_on_fail: bool = False) -> CheckResult:
     """Check ``fn(logits, k) -> probs``: logits (B, V) -> (B, V), the top-k distribution.
 
-    The k largest logits of each row keep their probability, renormalised over those k tokens
-    (each row sums to 1); every other token gets probability 0.
+    The rule is ``sampling.top_k_filter``'s: a token is kept when its logit is at least the k-th
+    largest of its row (``logits >= logits.topk(k).values[:, -1:]``); the kept tokens share the
+    probability, renormalised over them (each row sums to 1), every other token gets 0. Logits
+    tied with the k-th largest are all kept, so a row with ties keeps more than k tokens: the
+    last case has such ties, and keeping exactly k of them (torch.topk's indices) is named as a
+    mistake, since which of the equal logits to keep would be arbitrary.
     """
     g = torch.Generator().manual_seed(1717)
     cases = []
     for B, V, k in ((2, 6, 2), (3, 9, 4)):
         logits = torch.randn(B, V, generator=g, dtype=torch.float64) * 2 - 1  # mostly negative
         cases.append(Case((logits, k), _top_k(logits, k), f"logits of shape ({B}, {V}), k={k}"))
+    # Ties at the k-th largest: three logits tie for first (k=2 keeps all three), and three for
+    # second (k=2 keeps four tokens).
+    tied = torch.tensor(
+        [[2.0, 0.5, 2.0, 2.0, -1.0, 0.0], [1.5, 0.3, 0.3, -0.7, 0.3, -2.0]], dtype=torch.float64
+    )
+    cases.append(
+        Case(
+            (tied, 2),
+            _top_k(tied, 2),
+            "logits of shape (2, 6), k=2, with ties at the 2nd largest: every tied logit is kept",
+        )
+    )
     mistakes = [
         Mistake(
             "a renormalisation that forgets the masked tokens",
@@ -146,6 +181,14 @@ def top_k_probs(fn, raise_on_fail: bool = False) -> CheckResult:
             "the k smallest logits kept",
             "top-k keeps the k *largest* logits (torch.topk's default, largest=True).",
             lambda lg, k: _top_k(lg, k, smallest=True),
+        ),
+        Mistake(
+            "exactly k kept when logits tie",
+            "when several logits tie with the k-th largest, keep them all: mask only the logits "
+            "*below* the k-th largest value (logits < logits.topk(k).values[:, -1:]). Keeping "
+            "exactly k by torch.topk's indices drops some of the tied tokens, and which ones is "
+            "arbitrary (it depends on how topk orders equal values).",
+            lambda lg, k: _top_k(lg, k, exactly_k=True),
         ),
     ]
     return run_check(
