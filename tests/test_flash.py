@@ -170,8 +170,10 @@ def test_not_a_tensor():
 
 def test_block_size_must_be_a_power_of_two():
     q = torch.randn(1, 1, 8, 16).to(DEVICE)
-    with pytest.raises(ValueError, match=r"block_m must be a power of two >= 1, got 24"):
+    with pytest.raises(ValueError, match=r"block_m must be a power of two >= 16 .*, got 24"):
         flash_attention(q, q, q, block_m=24)
+    with pytest.raises(ValueError, match=r"block_n must be a power of two >= 16 .*, got 8"):
+        flash_attention(q, q, q, block_n=8)
 
 
 @pytest.mark.skipif(not flash.INTERPRETED, reason="the interpreter's dtype rule (CPU only)")

@@ -97,6 +97,16 @@ def test_summary_markdown():
     assert "| 100 | 25% |" in md and "1 of 1 comparisons passed" in md
 
 
+def test_summary_of_a_run_cut_short_names_what_was_not_measured():
+    # flash_gpu.py writes the summary after each phase; the first write has no timings yet.
+    md = fb.summary_markdown({"B": 4, "H": 16, "rows": [], "correctness": []})
+    assert "| forward time / SDPA-flash | <= 1.25 | - | not measured |" in md
+    md = fb.summary_markdown(
+        {"rows": _rows(), "not_measured": [{"impl": "skipped", "dtype": "bfloat16", "d": 64, "T": 4096}]}
+    )
+    assert "Not measured (the run's time budget was spent first): bfloat16 d=64 T=4096." in md
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
 def test_the_gpu_script_refuses_on_a_cpu():
     r = subprocess.run(

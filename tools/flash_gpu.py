@@ -1,6 +1,6 @@
 """FlashAttention-2 in Triton on a CUDA GPU: correctness, then the benchmark of issue 13.
 
-    python tools/flash_gpu.py [--out results] [--quick]
+    python tools/flash_gpu.py [--out results] [--quick] [--budget 480]
 
 (with the library installed, ``pip install -e .``; from a bare checkout, ``PYTHONPATH=src``).
 
@@ -12,8 +12,14 @@
    medians of CUDA-event timings; TFLOP/s against a measured torch.mm ceiling.
 
 Writes results.json and summary.md (targets, ratio table, correctness) into
-``<out>/<card-tag>/flash/``. On a machine without CUDA it refuses: Triton's interpreter gives
-right answers, but its times are not speeds.
+``<out>/<card-tag>/flash/``, after the correctness phase and again after every benchmark
+group, so that a run cut short still leaves what it measured. Every new (kernel, block sizes,
+dtype, d, causal) is compiled on first use (seconds each, hundreds in an autotuned run): the
+correctness phase fixes the block sizes (one compile per case), and the benchmark starts no new
+group once ``--budget`` seconds have passed since the start.
+
+On a machine without CUDA it refuses: Triton's interpreter gives right answers, but its times
+are not speeds.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import math
 import re
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -77,10 +84,19 @@ def matmul_ceiling_tflops(dtype: torch.dtype, n: int = 8192) -> float:
     return 2 * n**3 / (cuda_median_ms(lambda: a @ b) * 1e-3) / 1e12
 
 
-def correctness(flash_attention) -> list[dict]:
+SHAPES = [(2, 3, 1000, 1000, 64), (1, 4, 777, 1500, 128), (2, 2, 1500, 333, 32), (1, 2, 129, 257, 16)]
+
+
+def correctness(flash_attention, quick: bool = False) -> list[dict]:
+    """Forward and gradients against SDPA in float32, with fixed 64 x 64 blocks.
+
+    Fixed blocks compile each (dtype, d, causal) once; the autotuner would compile every one of
+    its configurations for each, minutes of compiling before the first number. float32 is checked
+    on the first shape only (it is not a benchmark dtype); ``quick`` keeps two shapes.
+    """
     rows = []
-    shapes = [(2, 3, 1000, 1000, 64), (1, 4, 777, 1500, 128), (2, 2, 1500, 333, 32), (1, 2, 129, 257, 16)]
     for dname, dtype in DTYPES.items():
+        shapes = SHAPES[:1] if dname == "float32" else SHAPES[:2] if quick else SHAPES
         for Bc, Hc, T, S, d in shapes:
             for causal in (False, True):
                 g = torch.Generator(device="cuda").manual_seed(T + S + d)
@@ -93,7 +109,7 @@ def correctness(flash_attention) -> list[dict]:
                 for impl in ("flash", "sdpa"):
                     xs = [x.to(dtype).requires_grad_() for x in (q32, k32, v32)]
                     if impl == "flash":
-                        out = flash_attention(*xs, is_causal=causal)
+                        out = flash_attention(*xs, is_causal=causal, block_m=64, block_n=64)
                     else:
                         out = F.scaled_dot_product_attention(*xs, is_causal=causal)
                     grads = torch.autograd.grad(out, xs, do32.to(dtype))
@@ -141,11 +157,16 @@ def time_one(flash_attention, q, k, v, do, impl: str, mode: str, causal: bool) -
         return cuda_median_ms(lambda: torch.autograd.grad(fwd(), (q, k, v), do))
 
 
-def benchmark(flash_attention, flash_flops, Ts, dims, dtypes) -> list[dict]:
+def benchmark(flash_attention, flash_flops, Ts, dims, dtypes, deadline: float, save) -> list[dict]:
+    """Time every (dtype, d, T) group until ``deadline`` (time.monotonic()); ``save(rows)`` after each."""
     rows = []
     for dname in dtypes:
         for d in dims:
             for T in Ts:
+                if time.monotonic() > deadline:
+                    print(f"  budget spent: {dname} d={d} T={T} not measured", flush=True)
+                    rows.append({"impl": "skipped", "dtype": dname, "d": d, "T": T})
+                    continue
                 q, k, v, do = (
                     torch.randn(B, H, T, d, device="cuda", dtype=DTYPES[dname], requires_grad=i < 3)
                     for i in range(4)
@@ -173,6 +194,7 @@ def benchmark(flash_attention, flash_flops, Ts, dims, dtypes) -> list[dict]:
                                 flush=True,
                             )
                 torch.cuda.empty_cache()
+                save(rows)
     return rows
 
 
@@ -180,7 +202,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "results"), help="results root (default: results/)")
     parser.add_argument("--quick", action="store_true", help="T up to 4096 and d=64 only (a smoke run)")
+    parser.add_argument(
+        "--budget", type=float, default=float("inf"), help="seconds after which no new benchmark group starts"
+    )
     args = parser.parse_args()
+    started = time.monotonic()
     if not torch.cuda.is_available():
         print(
             "flash_gpu: no CUDA GPU here, so there is nothing to measure. Triton's interpreter runs "
@@ -204,26 +230,31 @@ def main() -> int:
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
     print(f"flash_gpu: {context}")
-    print("flash_gpu: correctness against SDPA in float32")
-    corr = correctness(flash_attention)
-    print("flash_gpu: matmul ceiling")
-    ceiling = {n: matmul_ceiling_tflops(DTYPES[n]) for n in ("float16", "bfloat16")}
-    print(f"  {ceiling}")
-    print("flash_gpu: benchmark")
-    rows = benchmark(flash_attention, flash_flops, Ts, dims, ["float16", "bfloat16"])
-    results = {
-        "context": context,
-        "B": B,
-        "H": H,
-        "matmul_ceiling_tflops": ceiling,
-        "rows": rows,
-        "correctness": corr,
-        "verdicts": verdicts(rows),
-    }
     out = Path(args.out) / card_tag() / "flash"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    (out / "summary.md").write_text(summary_markdown(results))
+    results = {"context": context, "B": B, "H": H, "matmul_ceiling_tflops": {}, "rows": [], "correctness": []}
+
+    def save(rows: list[dict]) -> None:
+        """Write what has been measured so far: a run cut short still leaves its results."""
+        measured = [r for r in rows if r["impl"] != "skipped"]
+        results.update(rows=measured, verdicts=verdicts(measured))
+        results["not_measured"] = [r for r in rows if r["impl"] == "skipped"]
+        results["wall_s"] = round(time.monotonic() - started, 1)
+        (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+        (out / "summary.md").write_text(summary_markdown(results))
+
+    print("flash_gpu: correctness against SDPA in float32 (fixed 64 x 64 blocks)")
+    corr = correctness(flash_attention, quick=args.quick)
+    results["correctness"] = corr
+    save([])
+    print(f"flash_gpu: matmul ceiling ({time.monotonic() - started:.0f} s so far)")
+    results["matmul_ceiling_tflops"] = {n: matmul_ceiling_tflops(DTYPES[n]) for n in ("float16", "bfloat16")}
+    print(f"  {results['matmul_ceiling_tflops']}")
+    print("flash_gpu: benchmark (autotuned kernels)")
+    rows = benchmark(
+        flash_attention, flash_flops, Ts, dims, ["float16", "bfloat16"], started + args.budget, save
+    )
+    save(rows)
     print((out / "summary.md").read_text())
     failed = sum(not c["passed"] for c in corr)
     print(f"flash_gpu: wrote {out}; correctness: {len(corr) - failed} of {len(corr)} passed")

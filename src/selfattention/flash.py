@@ -205,7 +205,7 @@ def flash_attention(
         scale: multiplies the scores; default 1 / sqrt(d).
         return_lse: also return the logsumexp of each row of scaled scores, (B, H, T) float32,
             natural log (what the backward uses to recompute the weights).
-        block_m, block_n: fix the query / key block sizes (powers of two). By default the
+        block_m, block_n: fix the query / key block sizes (powers of two, >= 16). By default the
             autotuner chooses them on a GPU, and the interpreter uses 64.
 
     Returns:
@@ -218,8 +218,10 @@ def flash_attention(
     """
     _check_inputs(q, k, v)
     for name, b in (("block_m", block_m), ("block_n", block_n)):
-        if b is not None and (b < 1 or b & (b - 1)):
-            raise ValueError(f"{name} must be a power of two >= 1, got {b}.")
+        # tl.dot needs blocks of at least 16 on a GPU; the interpreter would accept fewer, so a
+        # smaller block tried on a laptop would only fail later, when compiled for a GPU.
+        if b is not None and (isinstance(b, bool) or b < 16 or b & (b - 1)):
+            raise ValueError(f"{name} must be a power of two >= 16 (tl.dot's smallest tile), got {b}.")
     d = q.shape[-1]
     scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
     q, k, v = (_contiguous_last(x) for x in (q, k, v))

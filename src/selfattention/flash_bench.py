@@ -25,7 +25,9 @@ CAUSAL_T = 8192
 
 def flash_flops(B: int, H: int, T: int, S: int, d: int, is_causal: bool, mode: str = "fwd") -> float:
     """FLOPs of attention: the forward's (:func:`~selfattention.bench.probes.attention_flops`,
-    4 B H T S d, half when causal), times 3.5 for ``mode="fwd_bwd"``.
+    4 B H T S d, half when causal: the benchmark's T = S, where top-left causal visits
+    T (T + 1) / 2 pairs, about half; for T != S the visited fraction differs), times 3.5 for
+    ``mode="fwd_bwd"``.
 
     The backward has five matmuls of the same size to the forward's two, so forward + backward
     counts 3.5 times the forward (the convention of the FlashAttention papers).
@@ -176,6 +178,10 @@ def summary_markdown(results: dict[str, Any]) -> str:
             f"| {t['dtype']} | {t['d']} | {t['T']} | {t['mode']} | {t['causal']} | "
             f"{t['flash_ms']:.3f} | {t['sdpa_ms']:.3f} | {t['ratio']:.2f} | {tf_text} | {pct} |"
         )
+    missing = results.get("not_measured", [])
+    if missing:
+        groups = ", ".join(f"{m['dtype']} d={m['d']} T={m['T']}" for m in missing)
+        lines += ["", f"Not measured (the run's time budget was spent first): {groups}."]
     corr = results.get("correctness", [])
     if corr:
         ok = sum(c["passed"] for c in corr)

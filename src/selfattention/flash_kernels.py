@@ -17,8 +17,10 @@ from .triton_mode import import_triton
 
 triton, tl, INTERPRETED = import_triton()
 
-LOG2E = 1.4426950408889634
-LN2 = 0.6931471805599453
+# Kernels may read module-level globals only when they are constexpr (a plain float compiles in the
+# interpreter but not for a GPU): tests/test_flash_compile.py compiles every kernel for sm_90.
+LOG2E = tl.constexpr(1.4426950408889634)
+LN2 = tl.constexpr(0.6931471805599453)
 
 
 # The kernels keep their signatures and calls compact (chapter 9 prints this source).
@@ -69,7 +71,7 @@ def _fwd_kernel(Q, K, V, O, LSE,
                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """One program: one block of BLOCK_M queries of one (batch, head), looping over key blocks."""
     start_m = tl.program_id(0) * BLOCK_M
-    bh = tl.program_id(1)
+    bh = tl.program_id(1).to(tl.int64)  # int64: bh * T * d can pass 2**31 in a large batch
     b, h = bh // H, bh % H
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)
@@ -123,7 +125,7 @@ def _bwd_preprocess_kernel(O, DO, Dvec, stride_ob, stride_oh, stride_ot,
                            stride_dob, stride_doh, stride_dot, H, T,
                            HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr):
     """D[i] = sum_d dO[i, d] * O[i, d]: the term that dS = P * (dP - D) subtracts from every row."""
-    bh = tl.program_id(1)
+    bh = tl.program_id(1).to(tl.int64)  # int64: bh * T * d can pass 2**31 in a large batch
     b, h = bh // H, bh % H
     offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = offs_m < T
@@ -171,7 +173,7 @@ def _bwd_dkdv_kernel(Q, K, V, DO, LSE, Dvec, DK, DV,
     DK and DV are contiguous (B, H, S, d) buffers, written once each (no atomics).
     """
     start_n = tl.program_id(0) * BLOCK_N
-    bh = tl.program_id(1)
+    bh = tl.program_id(1).to(tl.int64)  # int64: bh * T * d can pass 2**31 in a large batch
     b, h = bh // H, bh % H
     offs_n = start_n + tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
@@ -242,7 +244,7 @@ def _bwd_dq_kernel(Q, K, V, DO, LSE, Dvec, DQ,
     contiguous (B, H, T, d) buffer, written once (no atomics).
     """
     start_m = tl.program_id(0) * BLOCK_M
-    bh = tl.program_id(1)
+    bh = tl.program_id(1).to(tl.int64)  # int64: bh * T * d can pass 2**31 in a large batch
     b, h = bh // H, bh % H
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)

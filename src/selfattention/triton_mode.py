@@ -42,8 +42,17 @@ def choose_mode() -> None:
     Cheap (it does not import triton): ``tests/conftest.py`` calls it before any test module can
     import triton by another road.
     """
-    if "triton" not in sys.modules and not _has_nvidia_gpu():
+    if "triton" not in sys.modules and not _has_nvidia_gpu() and not _compile_only():
         os.environ["TRITON_INTERPRET"] = "1"
+
+
+def _compile_only() -> bool:
+    """``TRITON_INTERPRET=0`` set by hand on a machine without a GPU: keep Triton's compiler.
+
+    Kernels can then be compiled for a GPU (``tests/test_flash_compile.py`` compiles them for
+    sm_90 this way), though not run.
+    """
+    return os.environ.get("TRITON_INTERPRET") == "0"
 
 
 def import_triton() -> tuple[ModuleType, ModuleType, bool]:
@@ -69,7 +78,7 @@ def import_triton() -> tuple[ModuleType, ModuleType, bool]:
             f"({platform.system()} {platform.machine()}). {INSTALL_HINT}"
         ) from err
     interpreted = _interpreter_was_chosen_at_import(triton)
-    if not interpreted and not _has_nvidia_gpu():
+    if not interpreted and not _has_nvidia_gpu() and not _compile_only():
         raise RuntimeError(
             "triton was imported before selfattention.flash could switch it to its CPU interpreter "
             "(torch.compile and `import torch._dynamo` import triton). There is no NVIDIA GPU here, "
