@@ -61,6 +61,13 @@ def update_nothing_rescaled(m_i, l_i, acc, s, v):
 
 
 @triton.jit
+def update_no_max(m_i, l_i, acc, s, v):
+    """Exact in real arithmetic too, but exp(s) overflows float32 for scores above about 88.7."""
+    p = tl.exp(s)  # no maximum subtracted, so nothing to rescale
+    return m_i, l_i + tl.sum(p, 1), acc + tl.dot(p, v, input_precision="ieee")
+
+
+@triton.jit
 def update_block_max(m_i, l_i, acc, s, v):
     """Exact in real arithmetic (any reference point cancels), but alpha overflows when a block
     falls far below the earlier ones."""
@@ -92,12 +99,18 @@ def tile_right(
     MASK_SCORES: tl.constexpr = True,
     SKIP_DIAGONAL: tl.constexpr = False,
     STRICT: tl.constexpr = False,
+    MASK_Q: tl.constexpr = True,
+    MASK_STORE: tl.constexpr = True,
+    SCALE_BY: tl.constexpr = "scale",
     input_precision: tl.constexpr = "ieee",
 ):
     start_m = tl.program_id(0) * BLOCK_M
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)
-    q = tl.load(Q + offs_m[:, None] * HEAD_DIM + offs_d[None, :], mask=offs_m[:, None] < T, other=0.0)
+    if MASK_Q:
+        q = tl.load(Q + offs_m[:, None] * HEAD_DIM + offs_d[None, :], mask=offs_m[:, None] < T, other=0.0)
+    else:
+        q = tl.load(Q + offs_m[:, None] * HEAD_DIM + offs_d[None, :])
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
@@ -114,7 +127,12 @@ def tile_right(
         else:
             k = tl.load(K + offs_n[:, None] * HEAD_DIM + offs_d[None, :])
             v = tl.load(V + offs_n[:, None] * HEAD_DIM + offs_d[None, :])
-        s = tl.dot(q, tl.trans(k), input_precision=input_precision) * scale
+        if SCALE_BY == "scale":
+            s = tl.dot(q, tl.trans(k), input_precision=input_precision) * scale
+        elif SCALE_BY == "1/sqrt(d)":
+            s = tl.dot(q, tl.trans(k), input_precision=input_precision) * (1.0 / HEAD_DIM**0.5)
+        else:  # the scale forgotten
+            s = tl.dot(q, tl.trans(k), input_precision=input_precision)
         if MASK_SCORES:
             s = tl.where(offs_n[None, :] < S, s, float("-inf"))
         if IS_CAUSAL:
@@ -130,7 +148,10 @@ def tile_right(
         acc = acc * alpha[:, None] + tl.dot(p, v, input_precision=input_precision)
         m_i = m_new
     out = acc / l_i[:, None]
-    tl.store(O + offs_m[:, None] * HEAD_DIM + offs_d[None, :], out, mask=offs_m[:, None] < T)
+    if MASK_STORE:
+        tl.store(O + offs_m[:, None] * HEAD_DIM + offs_d[None, :], out, mask=offs_m[:, None] < T)
+    else:
+        tl.store(O + offs_m[:, None] * HEAD_DIM + offs_d[None, :], out)
 
 
 class _WithMistake:
@@ -152,6 +173,11 @@ tile_scores_unmasked = _WithMistake(MASK_SCORES=False)
 tile_only_scores_masked = _WithMistake(MASK_LOADS=False)
 tile_diagonal_block_skipped = _WithMistake(SKIP_DIAGONAL=True)
 tile_strict_causal = _WithMistake(STRICT=True)
+tile_store_unmasked = _WithMistake(MASK_STORE=False)
+# Rows past T read from past the end of Q feed only output rows that the masked store drops.
+tile_q_unmasked = _WithMistake(MASK_Q=False)
+tile_hard_coded_scale = _WithMistake(SCALE_BY="1/sqrt(d)")
+tile_scale_forgotten = _WithMistake(SCALE_BY="nothing")
 
 
 @triton.jit
@@ -172,16 +198,66 @@ def tile_tf32(
     tile_right(Q, K, V, O, T, S, scale, IS_CAUSAL, BLOCK_M, BLOCK_N, HEAD_DIM, input_precision="tf32")
 
 
+@triton.jit
+def tile_allow_tf32_false(
+    Q,
+    K,
+    V,
+    O,
+    T,
+    S,
+    scale,
+    IS_CAUSAL: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+):
+    """A right answer with the older spelling of float32 dots, allow_tf32=False (Triton: "ieee")."""
+    start_m = tl.program_id(0) * BLOCK_M
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    q = tl.load(Q + offs_m[:, None] * HEAD_DIM + offs_d[None, :], mask=offs_m[:, None] < T, other=0.0)
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    hi = S
+    if IS_CAUSAL:
+        hi = tl.minimum(S, start_m + BLOCK_M)
+    for start_n in range(0, hi, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        kv_ok = offs_n[:, None] < S
+        k = tl.load(K + offs_n[:, None] * HEAD_DIM + offs_d[None, :], mask=kv_ok, other=0.0)
+        v = tl.load(V + offs_n[:, None] * HEAD_DIM + offs_d[None, :], mask=kv_ok, other=0.0)
+        s = tl.dot(q, tl.trans(k), allow_tf32=False) * scale
+        visible = offs_n[None, :] < S
+        if IS_CAUSAL:
+            visible = visible & (offs_n[None, :] <= offs_m[:, None])
+        s = tl.where(visible, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.exp(m_i - m_safe)
+        p = tl.exp(s - m_safe[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None] + tl.dot(p, v, allow_tf32=False)
+        m_i = m_new
+    tl.store(O + offs_m[:, None] * HEAD_DIM + offs_d[None, :], acc / l_i[:, None], mask=offs_m[:, None] < T)
+
+
 CORRECT = {"triton_online_softmax": update_right, "flash_tile": tile_right}
-MORE_CORRECT = [("triton_online_softmax", update_exp2)]
+MORE_CORRECT = [("triton_online_softmax", update_exp2), ("flash_tile", tile_allow_tf32_false)]
 MISTAKES = [
     ("triton_online_softmax", "acc not rescaled when the maximum changes", update_acc_not_rescaled),
     ("triton_online_softmax", "l not rescaled when the maximum changes", update_l_not_rescaled),
     ("triton_online_softmax", "neither l nor acc rescaled when the maximum changes", update_nothing_rescaled),
     ("triton_online_softmax", "the maximum of this block alone, not the running maximum", update_block_max),
+    ("triton_online_softmax", "no running maximum (exp overflows)", update_no_max),
     ("flash_tile", "loads not masked at a ragged edge", tile_loads_unmasked),
     ("flash_tile", "loads not masked at a ragged edge", tile_only_scores_masked),
     ("flash_tile", "scores not masked at a ragged edge", tile_scores_unmasked),
+    ("flash_tile", "a store past the last row (unmasked tl.store)", tile_store_unmasked),
+    ("flash_tile", "Q loaded without a mask at the ragged edge", tile_q_unmasked),
+    ("flash_tile", "a hard-coded scale instead of the scale argument", tile_hard_coded_scale),
+    ("flash_tile", "the scores not multiplied by scale", tile_scale_forgotten),
     (
         "flash_tile",
         "a causal off-by-one at block edges (the diagonal block skipped)",

@@ -14,6 +14,8 @@ try:
         CORRECT,
         MISTAKES,
         MORE_CORRECT,
+        tile_allow_tf32_false,
+        tile_q_unmasked,
         tile_right,
         tile_tf32,
         tl,
@@ -36,12 +38,44 @@ def test_tf32_is_read_from_the_source():
 
     assert dots_left_at_tf32(tile_tf32) and dots_left_at_tf32(update_exp2) is False
     assert not dots_left_at_tf32(tile_right)
+    # allow_tf32=False is the older spelling of input_precision="ieee" (Triton maps one to the other)
+    assert not dots_left_at_tf32(tile_allow_tf32_false)
 
     @triton.jit
     def plain_dot(a, b):
         return tl.dot(a, b)
 
-    assert dots_left_at_tf32(plain_dot)
+    @triton.jit
+    def tf32_allowed(a, b):
+        return tl.dot(a, b, allow_tf32=True)
+
+    @triton.jit
+    def precision_by_position(a, b):
+        return tl.dot(a, b, None, "ieee")
+
+    @triton.jit
+    def default_spelled_out(a, b):
+        return tl.dot(a, b, input_precision=None, allow_tf32=None)
+
+    assert dots_left_at_tf32(plain_dot) and dots_left_at_tf32(tf32_allowed)
+    assert not dots_left_at_tf32(precision_by_position)
+    assert dots_left_at_tf32(default_spelled_out)
+
+
+@needs_triton
+def test_an_unmasked_q_load_is_seen_by_watching_the_loads():
+    """Rows of Q read past T feed only rows that the masked store drops: no output shows them,
+    so the check watches the addresses read, and leaves the interpreter as it found it."""
+    from triton.runtime import interpreter
+
+    from selfattention import checks as check
+
+    builder = interpreter.interpreter_builder
+    assert "create_masked_load" not in vars(builder)
+    result = check.flash_tile(tile_q_unmasked)
+    assert result.mistake == "Q loaded without a mask at the ragged edge"
+    assert "create_masked_load" not in vars(builder)  # the watch is gone again
+    assert check.flash_tile(tile_right).passed
 
 
 @needs_triton
