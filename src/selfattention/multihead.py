@@ -328,6 +328,10 @@ class MultiHeadSelfAttention(nn.Module):
             generator: draws the dropout mask in training mode (then the library's SDPA runs).
         Returns:
             (out, weights): out (B, T, d_model); weights (B, H, T, T) or None.
+
+        With ``rope``, token t of every sentence is rotated by position t. Packed or
+        left-padded batches, whose positions differ per sentence, need ``project(x, positions)``
+        with (B, T) positions, followed by the attention.
         Raises:
             TypeError: x is not a floating tensor, its dtype differs from the weights' (convert
                 one of them: ``x.float()`` or ``layer.double()``), or padding_mask is not a bool

@@ -8,19 +8,19 @@ input, the expected and the obtained values. Every check returns a :class:`Check
 Checks by chapter:
 
 * Part I: :func:`scores_one_query`, :func:`weighted_sum` (chapter 1);
-  :func:`dot`, :func:`softmax_list`, :func:`attention_row` (loops);
-  :func:`softmax`, :func:`scores`, :func:`attention` (NumPy).
+  :func:`dot`, :func:`softmax_list`, :func:`attention_row` (chapter 2, loops);
+  :func:`softmax`, :func:`scores`, :func:`attention` (chapter 3, NumPy).
 * Part II: :func:`projections`, :func:`shuffled_weights`, :func:`sinusoidal`,
-  :func:`split_heads`, :func:`merge_heads`, :func:`multihead_attention`,
-  :func:`mha_parameter_count`, :func:`causal_mask`, :func:`masked_softmax`,
-  :func:`fix_inverted_mask`, :func:`kv_step`.
-* Part III: :func:`attention_flops`, :func:`online_softmax_update`;
-  :func:`softmax_backward`, :func:`attention_block_backward` (the backward pass);
-  :func:`triton_online_softmax`, :func:`flash_tile` (FlashAttention in Triton, chapter 9);
-  :func:`lm_shift`, :func:`answer_targets`, :func:`greedy_generate` (the tiny transformer).
-* Modern practice: :func:`rope_attention` (chapter 4), :func:`top_k_probs` (chapter 10).
-* Chapter 11: :func:`cross_attention`, :func:`sliding_window_mask`, :func:`linear_attention`,
-  :func:`structured_penalty`.
+  :func:`rope_attention` (chapter 4); :func:`split_heads`, :func:`merge_heads`,
+  :func:`multihead_attention`, :func:`mha_parameter_count` (chapter 5);
+  :func:`causal_mask`, :func:`masked_softmax`, :func:`fix_inverted_mask`, :func:`kv_step`
+  (chapter 6).
+* Part III: :func:`attention_flops`, :func:`online_softmax_update` (chapter 7);
+  :func:`softmax_backward`, :func:`attention_block_backward` (chapter 8, the backward pass);
+  :func:`triton_online_softmax`, :func:`flash_tile` (chapter 9, FlashAttention in Triton).
+* Part IV: :func:`lm_shift`, :func:`answer_targets`, :func:`greedy_generate`,
+  :func:`top_k_probs` (chapter 10, the tiny transformer); :func:`cross_attention`,
+  :func:`sliding_window_mask`, :func:`linear_attention`, :func:`structured_penalty` (chapter 11).
 """
 
 from ._core import CHECK_CALL_RE, CheckError, CheckResult, learner_facing
