@@ -105,6 +105,9 @@ def test_summary_of_a_run_cut_short_names_what_was_not_measured():
         {"rows": _rows(), "not_measured": [{"impl": "skipped", "dtype": "bfloat16", "d": 64, "T": 4096}]}
     )
     assert "Not measured (the run's time budget was spent first): bfloat16 d=64 T=4096." in md
+    fast = [dict(r, median_ms=0.05) for r in _rows()]
+    md = fb.summary_markdown({"rows": fast})
+    assert "Rows where flash takes under 0.1 ms may time the host's per-call Python work" in md
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")

@@ -21,6 +21,8 @@ FWD_RATIO_MAX = 1.25  # flash forward time / SDPA-flash forward time
 FWD_BWD_RATIO_MAX = 1.6  # the same for forward + backward
 CAUSAL_SPEEDUP_MIN = 1.8  # flash forward non-causal time / causal time, at T = CAUSAL_T
 CAUSAL_T = 8192
+# Below this a call's GPU work may be shorter than the Python work that launches it.
+HOST_BOUND_MS = 0.1
 
 
 def flash_flops(B: int, H: int, T: int, S: int, d: int, is_causal: bool, mode: str = "fwd") -> float:
@@ -178,6 +180,16 @@ def summary_markdown(results: dict[str, Any]) -> str:
             f"| {t['dtype']} | {t['d']} | {t['T']} | {t['mode']} | {t['causal']} | "
             f"{t['flash_ms']:.3f} | {t['sdpa_ms']:.3f} | {t['ratio']:.2f} | {tf_text} | {pct} |"
         )
+    table = ratio_table(results["rows"])
+    quick = sorted({(t["dtype"], t["d"], t["T"]) for t in table if t["flash_ms"] < HOST_BOUND_MS})
+    if quick:
+        lines += [
+            "",
+            f"Rows where flash takes under {HOST_BOUND_MS} ms may time the host's per-call Python work "
+            "(input checks, the autotuner's dispatch, the launch) rather than the kernel: "
+            + ", ".join(f"{dt} d={d} T={T}" for dt, d, T in quick)
+            + ".",
+        ]
     missing = results.get("not_measured", [])
     if missing:
         groups = ", ".join(f"{m['dtype']} d={m['d']} T={m['T']}" for m in missing)
