@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 FLOOR = {"float16": 2e-3, "bfloat16": 1e-2, "float32": 5e-4}  # absolute slack over 2 x SDPA's error
 B, H = 4, 16
+DEVICE = "cuda"  # tests/test_flash_gpu_script.py runs the whole script on the CPU with stand-ins
 
 
 def card_tag() -> str:
@@ -80,7 +81,7 @@ def cuda_median_ms(fn, warmup: int = 3, repeats: int = 20, min_sample_ms: float 
 
 
 def matmul_ceiling_tflops(dtype: torch.dtype, n: int = 8192) -> float:
-    a, b = (torch.randn(n, n, device="cuda", dtype=dtype) for _ in range(2))
+    a, b = (torch.randn(n, n, device=DEVICE, dtype=dtype) for _ in range(2))
     return 2 * n**3 / (cuda_median_ms(lambda: a @ b) * 1e-3) / 1e12
 
 
@@ -99,9 +100,9 @@ def correctness(flash_attention, quick: bool = False) -> list[dict]:
         shapes = SHAPES[:1] if dname == "float32" else SHAPES[:2] if quick else SHAPES
         for Bc, Hc, T, S, d in shapes:
             for causal in (False, True):
-                g = torch.Generator(device="cuda").manual_seed(T + S + d)
-                q32, k32, v32 = (torch.randn(Bc, Hc, n, d, device="cuda", generator=g) for n in (T, S, S))
-                do32 = torch.randn(Bc, Hc, T, d, device="cuda", generator=g)
+                g = torch.Generator(device=DEVICE).manual_seed(T + S + d)
+                q32, k32, v32 = (torch.randn(Bc, Hc, n, d, device=DEVICE, generator=g) for n in (T, S, S))
+                do32 = torch.randn(Bc, Hc, T, d, device=DEVICE, generator=g)
                 ref_in = [x.clone().requires_grad_() for x in (q32, k32, v32)]
                 ref = F.scaled_dot_product_attention(*ref_in, is_causal=causal)
                 ref_grads = torch.autograd.grad(ref, ref_in, do32)
@@ -168,7 +169,7 @@ def benchmark(flash_attention, flash_flops, Ts, dims, dtypes, deadline: float, s
                     rows.append({"impl": "skipped", "dtype": dname, "d": d, "T": T})
                     continue
                 q, k, v, do = (
-                    torch.randn(B, H, T, d, device="cuda", dtype=DTYPES[dname], requires_grad=i < 3)
+                    torch.randn(B, H, T, d, device=DEVICE, dtype=DTYPES[dname], requires_grad=i < 3)
                     for i in range(4)
                 )
                 for causal in (False, True):
@@ -193,7 +194,8 @@ def benchmark(flash_attention, flash_flops, Ts, dims, dtypes, deadline: float, s
                                 f"{ms:8.3f} ms {tflops:6.1f} TFLOP/s",
                                 flush=True,
                             )
-                torch.cuda.empty_cache()
+                if DEVICE == "cuda":
+                    torch.cuda.empty_cache()
                 save(rows)
     return rows
 
@@ -206,7 +208,6 @@ def main() -> int:
         "--budget", type=float, default=float("inf"), help="seconds after which no new benchmark group starts"
     )
     args = parser.parse_args()
-    started = time.monotonic()
     if not torch.cuda.is_available():
         print(
             "flash_gpu: no CUDA GPU here, so there is nothing to measure. Triton's interpreter runs "
@@ -218,10 +219,7 @@ def main() -> int:
     import triton
 
     from selfattention.flash import flash_attention
-    from selfattention.flash_bench import flash_flops, summary_markdown, verdicts
 
-    Ts = [1024, 2048, 4096] if args.quick else [1024, 2048, 4096, 8192, 16384]
-    dims = [64] if args.quick else [64, 128]
     context = {
         "device": torch.cuda.get_device_name(0),
         "torch": torch.__version__,
@@ -229,8 +227,29 @@ def main() -> int:
         "cuda": torch.version.cuda,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
-    print(f"flash_gpu: {context}")
     out = Path(args.out) / card_tag() / "flash"
+    return run(flash_attention, context, out, quick=args.quick, budget=args.budget)
+
+
+def run(
+    flash_attention,
+    context: dict,
+    out: Path,
+    quick: bool = False,
+    budget: float = float("inf"),
+    Ts: list[int] | None = None,
+    dims: list[int] | None = None,
+) -> int:
+    """Correctness, the matmul ceiling and the benchmark; results written into ``out`` as they come.
+
+    ``Ts`` and ``dims`` default to the issue's lengths and head sizes (fewer with ``quick``).
+    """
+    from selfattention.flash_bench import flash_flops, summary_markdown, verdicts
+
+    started = time.monotonic()
+    Ts = Ts or ([1024, 2048, 4096] if quick else [1024, 2048, 4096, 8192, 16384])
+    dims = dims or ([64] if quick else [64, 128])
+    print(f"flash_gpu: {context}")
     out.mkdir(parents=True, exist_ok=True)
     results = {"context": context, "B": B, "H": H, "matmul_ceiling_tflops": {}, "rows": [], "correctness": []}
 
@@ -244,16 +263,14 @@ def main() -> int:
         (out / "summary.md").write_text(summary_markdown(results))
 
     print("flash_gpu: correctness against SDPA in float32 (fixed 64 x 64 blocks)")
-    corr = correctness(flash_attention, quick=args.quick)
+    corr = correctness(flash_attention, quick=quick)
     results["correctness"] = corr
     save([])
     print(f"flash_gpu: matmul ceiling ({time.monotonic() - started:.0f} s so far)")
     results["matmul_ceiling_tflops"] = {n: matmul_ceiling_tflops(DTYPES[n]) for n in ("float16", "bfloat16")}
     print(f"  {results['matmul_ceiling_tflops']}")
     print("flash_gpu: benchmark (autotuned kernels)")
-    rows = benchmark(
-        flash_attention, flash_flops, Ts, dims, ["float16", "bfloat16"], started + args.budget, save
-    )
+    rows = benchmark(flash_attention, flash_flops, Ts, dims, ["float16", "bfloat16"], started + budget, save)
     save(rows)
     print((out / "summary.md").read_text())
     failed = sum(not c["passed"] for c in corr)
