@@ -92,6 +92,16 @@ def _exponent_i(T, d):
     return np.where(i % 2 == 0, np.sin(angle), np.cos(angle))
 
 
+def _exponent_pair_i(T, d):
+    """The exponent i/d with i counting pairs: what a learner writes reading 2i as i."""
+    t = np.arange(T)[:, None]
+    i = np.arange(d // 2)
+    angle = t / 10000 ** (i / d)  # (T, d/2)
+    pe = np.zeros((T, d))
+    pe[:, 0::2], pe[:, 1::2] = np.sin(angle), np.cos(angle)
+    return pe
+
+
 def _per_head_full(d, h, b):
     return h * 3 * (d * d + (d if b else 0)) + d * d + (d if b else 0)
 
@@ -114,7 +124,12 @@ _WRONG = [
     ),
     (check.shuffled_weights, lambda A, p: np.array(A), "unchanged weights"),
     (check.sinusoidal, _sin_cos_swapped, "sin and cos swapped"),
-    (check.sinusoidal, _exponent_i, "an exponent of i/d_model instead of 2i/d_model"),
+    (
+        check.sinusoidal,
+        _exponent_i,
+        "each dimension j with its own exponent j/d_model (pairs not sharing a frequency)",
+    ),
+    (check.sinusoidal, _exponent_pair_i, "an exponent of i/d_model instead of 2i/d_model (i the pair index)"),
     # chapter 5
     (
         check.split_heads,
@@ -238,7 +253,11 @@ MISTAKES_FROM_SCRATCH = [
     ("projections", "a transposed projection", lambda X, W_q, W_k, W_v: (X @ W_q.T, X @ W_k.T, X @ W_v.T)),
     ("projections", "W_k and W_q swapped", lambda X, W_q, W_k, W_v: (X @ W_k, X @ W_q, X @ W_v)),
     ("sinusoidal", "sin and cos swapped", _sinusoidal_swapped),
-    ("sinusoidal", "an exponent of i/d_model instead of 2i/d_model", _sinusoidal_unpaired),
+    (
+        "sinusoidal",
+        "each dimension j with its own exponent j/d_model (pairs not sharing a frequency)",
+        _sinusoidal_unpaired,
+    ),
     ("split_heads", "heads split in the wrong order (a plain view)", _split_plain_view),
     ("split_heads", "features split as (d_head, H) instead of (H, d_head)", _split_dhead_first),
     ("split_heads", "a missing transpose", _split_no_transpose),

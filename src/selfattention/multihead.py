@@ -394,8 +394,10 @@ class MultiHeadSelfAttention(nn.Module):
     def from_torch(cls, mha: nn.MultiheadAttention) -> MultiHeadSelfAttention:
         """A copy of ``mha``'s weights in this class, so both give the same output.
 
-        ``nn.MultiheadAttention`` keeps W_q, W_k, W_v stacked in ``in_proj_weight`` (3E, E), in
-        that order. Works whatever ``mha.batch_first`` is (it only changes how mha reads inputs).
+        ``nn.MultiheadAttention`` keeps the three projections stacked row-wise in
+        ``in_proj_weight`` (3E, E), in that order and in ``nn.Linear``'s (out, in) layout: the
+        book's W_Q^T, W_K^T, W_V^T, which are exactly our ``W_q.weight``, ``W_k.weight``,
+        ``W_v.weight``. Works whatever ``mha.batch_first`` is (it only changes how mha reads inputs).
         ``mha.dropout`` becomes ``dropout_p`` and the copy is in ``mha``'s mode (training or
         eval); with dropout, the two draw different masks in training mode, so compare them in
         eval mode.

@@ -80,14 +80,29 @@ def sinusoidal(fn, raise_on_fail: bool = False) -> CheckResult:
         ang = pos / 10000 ** (i / d)
         return np.where(i % 2 == 0, np.sin(ang), np.cos(ang))
 
+    def pair_index_exponent(T, d):
+        pos = np.arange(T)[:, None]
+        i = np.arange(d // 2)[None, :]  # the pair index, 0 .. d/2 - 1
+        ang = pos / 10000 ** (i / d)
+        pe = np.empty((T, d))
+        pe[:, 0::2], pe[:, 1::2] = np.sin(ang), np.cos(ang)
+        return pe
+
     mistakes = [
         Mistake(
             "sin and cos swapped", "even dimensions 2i take the sine, odd ones 2i+1 the cosine.", swapped
         ),
         Mistake(
-            "an exponent of i/d_model instead of 2i/d_model",
-            "dimensions 2i and 2i+1 share one frequency 1/10000^(2i/d_model).",
+            "each dimension j with its own exponent j/d_model (pairs not sharing a frequency)",
+            "dimensions 2i and 2i+1 share one frequency 1/10000^(2i/d_model): compute the angle "
+            "once per pair i and take its sine for dimension 2i and its cosine for 2i+1.",
             no_pairing,
+        ),
+        Mistake(
+            "an exponent of i/d_model instead of 2i/d_model (i the pair index)",
+            "with i counting pairs (0 .. d_model/2 - 1), the exponent is 2i/d_model: the "
+            "frequencies must reach down to 1/10000 at the last pair, not stop at 1/100.",
+            pair_index_exponent,
         ),
     ]
     return run_check("sinusoidal", fn, cases, "(T, d_model)", mistakes, raise_on_fail=raise_on_fail)
