@@ -60,7 +60,23 @@ ANSWER_TARGETS_MISTAKES = [
     (lambda s, n: torch.cat([s[:, 1 : n + 1], torch.full_like(s[:, n + 1 :], IGNORE)], 1),
      "the mask inverted"),
     (lambda s, n: _masked(s, n, n, fill=0), "hidden targets set to 0"),
+    (lambda s, n: _targets_in_place(s, n), "`seq` changed in place"),
 ]
+
+
+def _targets_in_place(seq, length):
+    """Right values, but written through a view into the caller's batch (no .clone())."""
+    t = seq[:, 1:]
+    t[:, :length] = IGNORE
+    return t
+
+
+def test_a_function_that_writes_into_the_batch_is_named():
+    """run_check hands each case a private copy, so only a guard can see the batch change."""
+    result = check.answer_targets(_targets_in_place)
+    assert not result.passed and result.mistake == "`seq` changed in place"
+    assert "seq[:, 1:].clone()" in result.message
+    assert check.answer_targets(right_targets).passed  # a .clone() first: not flagged
 
 
 def first_position(model_fn, prompt, n_new):

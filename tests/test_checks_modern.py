@@ -187,4 +187,11 @@ MISTAKES = [
     ("top_k_probs", "masked logits set to 0 instead of -inf", zero_fill),
     ("top_k_probs", "the k smallest logits kept", smallest),
     ("top_k_probs", "exactly k kept when logits tie", exactly_k_by_indices),
+    ("top_k_probs", "`logits` changed in place", lambda lg, k: _top_k_in_place(lg, k)),
 ]
+
+
+def _top_k_in_place(logits, k):
+    """Right probabilities, but the caller's logits are overwritten (masked_fill_)."""
+    kth = logits.topk(k, dim=-1).values[:, -1:]
+    return logits.masked_fill_(logits < kth, float("-inf")).softmax(dim=-1)

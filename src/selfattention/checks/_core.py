@@ -273,6 +273,44 @@ def run_check(
     return _finish(name, True, None, f"correct on all {len(cases)} test cases.", raise_on_fail, quiet)
 
 
+def _in_place_message(name: str) -> str:
+    return f"your function changed its argument `{name}` in place"
+
+
+def guard_in_place(fn: Any, names: Sequence[str]) -> Any:
+    """``fn`` wrapped to raise ValueError when it writes into one of its first arguments.
+
+    ``run_check`` hands ``fn`` a private copy of each case, so a function that writes into its
+    input (``t = seq[:, 1:]; t[:, :n] = -100`` changes ``seq``) would pass, and then corrupt the
+    caller's batch in real use. ``names`` are the arguments, in order, that must stay unchanged;
+    :func:`in_place_mistake` names the error in the check's message. A non-callable ``fn`` is
+    returned as it is, for ``run_check`` to report.
+    """
+    if not callable(fn):
+        return fn
+
+    @functools.wraps(fn)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        before = [copy.deepcopy(a) for a in args[: len(names)]]
+        out = fn(*args, **kwargs)
+        for name, old, new in zip(names, before, args):
+            old_arr, new_arr = to_array(old), to_array(new)
+            if old_arr is not None and not np.array_equal(old_arr, new_arr, equal_nan=True):
+                raise ValueError(_in_place_message(name))
+        return out
+
+    return guarded
+
+
+def in_place_mistake(name: str, explanation: str) -> Mistake:
+    """The mistake that :func:`guard_in_place` reports: ``name`` was written into."""
+
+    def compute(*args: Any) -> Any:
+        raise ValueError(_in_place_message(name))
+
+    return Mistake(f"`{name}` changed in place", explanation, compute)
+
+
 def _part_arrays(x: Any, n: int) -> list[np.ndarray | None] | None:
     """``x`` as a list of ``n`` arrays, or None when it is not a tuple or list of ``n`` items."""
     if isinstance(x, (tuple, list)) and len(x) == n:

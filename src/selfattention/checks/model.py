@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ..train import IGNORE
-from ._core import Case, CheckResult, Mistake, run_check
+from ._core import Case, CheckResult, Mistake, guard_in_place, in_place_mistake, run_check
 
 #: The id the loss ignores (``nn.functional.cross_entropy``'s default ``ignore_index``).
 
@@ -116,9 +116,22 @@ def answer_targets(fn, raise_on_fail: bool = False) -> CheckResult:
             "IGNORE = -100, the id that cross_entropy skips.",
             lambda s, n: _answer(s, n, n, fill=0),
         ),
+        in_place_mistake(
+            "seq",
+            "seq[:, 1:] is a view of the batch, so writing IGNORE into it changes seq itself: in "
+            "a training loop the inputs (another view of the same batch) would then hold -100, "
+            "which the embedding cannot look up. Start from seq[:, 1:].clone().",
+        ),
     ]
     return run_check(
-        "answer_targets", fn, cases, "(seq, length)", mistakes, rtol=0, atol=0, raise_on_fail=raise_on_fail
+        "answer_targets",
+        guard_in_place(fn, ("seq",)),
+        cases,
+        "(seq, length)",
+        mistakes,
+        rtol=0,
+        atol=0,
+        raise_on_fail=raise_on_fail,
     )
 
 

@@ -7,7 +7,7 @@ import math
 import torch
 
 from .. import positional, sampling
-from ._core import Case, CheckResult, Mistake, run_check
+from ._core import Case, CheckResult, Mistake, guard_in_place, in_place_mistake, run_check
 
 
 def _attend(Q, K, V):
@@ -190,7 +190,20 @@ def top_k_probs(fn, raise_on_fail: bool = False) -> CheckResult:
             "arbitrary (it depends on how topk orders equal values).",
             lambda lg, k: _top_k(lg, k, exactly_k=True),
         ),
+        in_place_mistake(
+            "logits",
+            "masked_fill_ (with the underscore) or logits[...] = -inf writes into the caller's "
+            "logits, which generate may still need: use logits.masked_fill(...) (no underscore), "
+            "which returns a new tensor.",
+        ),
     ]
     return run_check(
-        "top_k_probs", fn, cases, "(logits, k)", mistakes, rtol=1e-6, atol=1e-9, raise_on_fail=raise_on_fail
+        "top_k_probs",
+        guard_in_place(fn, ("logits",)),
+        cases,
+        "(logits, k)",
+        mistakes,
+        rtol=1e-6,
+        atol=1e-9,
+        raise_on_fail=raise_on_fail,
     )
