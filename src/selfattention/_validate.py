@@ -7,6 +7,7 @@ the loops, NumPy and PyTorch levels word the same mistake the same way.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -77,6 +78,17 @@ def require_int(name: str, value: Any, minimum: int | None = 1) -> int:
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {int(value)}.")
     return int(value)
+
+
+def require_real(name: str, value: Any, expected: str = "a real number") -> float:
+    """Return ``value`` as a float, or raise TypeError naming ``name``.
+
+    Any real number, Python or NumPy, int or float, is fine; a bool is not (``True`` as a
+    temperature is always a slip). ``expected`` words the requirement in the message.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {expected}, got {value!r} (a {type(value).__name__}).")
+    return float(value)
 
 
 def require_same_dtype(names: Sequence[str], tensors: Sequence[Any]) -> None:

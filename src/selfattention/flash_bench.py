@@ -172,7 +172,8 @@ def summary_markdown(results: dict[str, Any]) -> str:
         "| dtype | d | T | mode | causal | flash ms | SDPA ms | ratio | flash TFLOP/s | % ceiling |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for t in ratio_table(results["rows"]):
+    table = ratio_table(results["rows"])
+    for t in table:
         peak, tf = ceiling.get(t["dtype"]), t["flash_tflops"]
         tf_text = f"{tf:.0f}" if tf else "-"
         pct = f"{100 * tf / peak:.0f}%" if tf and peak else "-"
@@ -180,7 +181,6 @@ def summary_markdown(results: dict[str, Any]) -> str:
             f"| {t['dtype']} | {t['d']} | {t['T']} | {t['mode']} | {t['causal']} | "
             f"{t['flash_ms']:.3f} | {t['sdpa_ms']:.3f} | {t['ratio']:.2f} | {tf_text} | {pct} |"
         )
-    table = ratio_table(results["rows"])
     quick = sorted({(t["dtype"], t["d"], t["T"]) for t in table if t["flash_ms"] < HOST_BOUND_MS})
     if quick:
         lines += [

@@ -12,24 +12,12 @@ depends on how a sort orders equal logits.
 from __future__ import annotations
 
 import math
-import numbers
 
-import numpy as np
 import torch
 
-from ._validate import require_int
+from ._validate import require_int, require_real
 
 __all__ = ["check_sampling", "filter_logits", "sample_next", "top_k_filter", "top_p_filter"]
-
-
-def _require_real(name: str, value) -> float:
-    """``value`` as a float, or TypeError naming ``name``: any real number (Python or NumPy, int or
-    float) is fine, a bool is not (``True`` as a temperature is always a slip)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"{name} must be a real number or None, got {value!r} (a {type(value).__name__})."
-        )
-    return float(value)
 
 
 def check_sampling(temperature, top_k, top_p) -> None:
@@ -42,7 +30,7 @@ def check_sampling(temperature, top_k, top_p) -> None:
             decoding leave all three None), top_k <= 0, or top_p outside (0, 1].
     """
     if temperature is not None:
-        t = _require_real("temperature", temperature)
+        t = require_real("temperature", temperature, "a real number or None")
         # inf would divide every finite logit to 0 and a -inf one to NaN; NaN fails every test.
         if not 0 < t < math.inf:
             raise ValueError(
@@ -54,7 +42,7 @@ def check_sampling(temperature, top_k, top_p) -> None:
         if top_k <= 0:
             raise ValueError(f"top_k must be >= 1 (the number of tokens kept), got top_k={top_k}.")
     if top_p is not None:
-        p = _require_real("top_p", top_p)
+        p = require_real("top_p", top_p, "a real number or None")
         if not 0 < p <= 1:  # also catches NaN
             raise ValueError(f"top_p must lie in (0, 1] (a probability mass), got top_p={p}.")
 

@@ -95,6 +95,17 @@ def _accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+def _add_product_(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """acc += a @ b in place, for a and b in the inputs' dtype and acc in the accumulator's.
+
+    Same dtype: one fused baddbmm, no temporary. 16-bit inputs: the product in their dtype (as
+    FlashAttention does on tensor cores), added to the float32 sum.
+    """
+    if acc.dtype == a.dtype:
+        return acc.baddbmm_(a, b)
+    return acc.add_(torch.bmm(a, b))
+
+
 def _forward(q3, k3, v3, block_size, is_causal, scale, mask3, trace):
     """Online-softmax forward on (N, T, d) tensors: returns out (N, T, d_v) and L (N, T).
 
@@ -127,10 +138,7 @@ def _forward(q3, k3, v3, block_size, is_causal, scale, mask3, trace):
         l[:, r0:].mul_(correction).add_(p.sum(dim=-1, keepdim=True))
         acc_rows = acc[:, r0:]
         acc_rows.mul_(correction)
-        if acc_dtype == dtype:
-            acc_rows.baddbmm_(p, vb)  # acc += p @ v_block
-        else:  # p @ v_block in the inputs' dtype (as FlashAttention), added to the float32 sum
-            acc_rows.add_(torch.bmm(p.to(dtype), vb))
+        _add_product_(acc_rows, p.to(dtype), vb)  # acc += p @ v_block
         m[:, r0:] = m_new
         # Free this block's (N, T, Bk) tile before the next one is allocated: otherwise two tiles
         # are alive at once and the peak memory doubles.
@@ -175,7 +183,7 @@ def _backward(q3, k3, v3, out3, dO3, L, block_size, is_causal, scale, mask3):
         ds.sub_(D[:, r0:]).mul_(p)  # dS_j = P_j * (dP_j - D), in place
         del s, p
         ds = ds.to(dtype)  # a no-op unless the inputs are 16-bit
-        dq[:, r0:].add_(torch.bmm(ds, kb))  # dQ += dS_j (scale K_j)
+        _add_product_(dq[:, r0:], ds, kb)  # dQ += dS_j (scale K_j)
         dk[:, s0:s1] = torch.bmm(ds.transpose(1, 2), q3[:, r0:]).mul_(scale)  # dK_j = scale dS_j^T Q
         del ds
     return dq.to(dtype), dk, dv

@@ -311,6 +311,22 @@ def in_place_mistake(name: str, explanation: str) -> Mistake:
     return Mistake(f"`{name}` changed in place", explanation, compute)
 
 
+def _mistakes_matching(
+    mistakes: Sequence[Mistake], args: tuple, same: Callable[[Any], bool]
+) -> list[Mistake]:
+    """The mistakes whose output on ``args`` the learner's matches (``same(output)``), in order;
+    a mistake that raises on these arguments does not match."""
+    found = []
+    for m in mistakes:
+        try:
+            wrong = _call_quietly(m.compute, args)
+        except Exception:
+            continue
+        if same(wrong):
+            found.append(m)
+    return found
+
+
 def _part_arrays(x: Any, n: int) -> list[np.ndarray | None] | None:
     """``x`` as a list of ``n`` arrays, or None when it is not a tuple or list of ``n`` items."""
     if isinstance(x, (tuple, list)) and len(x) == n:
@@ -336,20 +352,19 @@ def _check_parts(
     wrong = [p for p, g, w in zip(parts, got, case.expected) if not _matches(g, w, rtol, atol)]
     if not wrong:
         return None
-    def listed(names: list[str]) -> str:
-        return " and ".join(names) if len(names) <= 2 else ", ".join(names[:-1]) + " and " + names[-1]
+    def listed(items: list[str]) -> str:
+        return " and ".join(items) if len(items) <= 2 else ", ".join(items[:-1]) + " and " + items[-1]
 
     right = [p for p in parts if p not in wrong]
     which = f"{listed(wrong)} {'is' if len(wrong) == 1 else 'are'} wrong"
     which += f", {listed(right)} {'is' if len(right) == 1 else 'are'} right" if right else ""
-    for m in mistakes:
-        try:
-            theirs = _part_arrays(_call_quietly(m.compute, case.args), len(parts))
-        except Exception:
-            continue
-        if theirs is not None and all(_same(g, t, rtol, atol) for g, t in zip(got, theirs)):
-            shown = _shown(case, _fmt(tuple(got_raw)))
-            return f"looks like {m.name} ({which}): {m.explanation}{shown}", m.name
+    def same_parts(wrong: Any) -> bool:
+        theirs = _part_arrays(wrong, len(parts))
+        return theirs is not None and all(_same(g, t, rtol, atol) for g, t in zip(got, theirs))
+
+    for m in _mistakes_matching(mistakes, case.args, same_parts)[:1]:
+        shown = _shown(case, _fmt(tuple(got_raw)))
+        return f"looks like {m.name} ({which}): {m.explanation}{shown}", m.name
     i = parts.index(wrong[0])
     one = Case(case.args, case.expected[i], case.label)
     msg, mistake = _diagnose(one, got[i], got_raw[i], (), rtol, atol)
@@ -431,14 +446,7 @@ def _diagnose(
                 "or 1 hides nothing): return a boolean tensor (dtype=torch.bool, or "
                 f".bool()).{shown}"
             ), "a float mask instead of a boolean one"
-    found = []
-    for m in mistakes:
-        try:
-            wrong = _call_quietly(m.compute, case.args)
-        except Exception:
-            continue
-        if _same(got, to_array(wrong), rtol, atol):
-            found.append(m)
+    found = _mistakes_matching(mistakes, case.args, lambda wrong: _same(got, to_array(wrong), rtol, atol))
     if len(found) > 1 and same_everywhere is not None:
         found = [m for m in found if same_everywhere(m)] or found
     if found:

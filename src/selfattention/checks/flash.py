@@ -343,7 +343,7 @@ def _reads_watched(lo: int, hi: int) -> Iterator[list[bool] | None]:
     Yields None (nothing watched) on a GPU, or where this Triton's interpreter is built otherwise.
     """
     builder = original = None
-    if _triton()[2]:  # compiled for a GPU: no interpreter to watch
+    if _triton()[2]:  # interpreted: watch its loads (compiled for a GPU there is nothing to patch)
         try:
             from triton.runtime import interpreter
 
