@@ -9,9 +9,10 @@ The course folder nbgrader works in is ``course/`` (not in git; ``make student``
     course/gradebook.db                          the gradebook (sqlite)
 
 One assignment per chapter, named after the chapter's file (``02_attention_with_loops``). The
-chapters' solution and check cells carry nbgrader metadata (tools/nbgrader_cells.py), and three
+chapters' solution and check cells carry nbgrader metadata (tools/nbgrader_cells.py), and four
 small plugins (tools/nbgrader_plugins.py) keep the exercise hints, remove the website's solution
-dropdowns, and make failing checks fail their cell while grading.
+dropdowns, turn the book's MyST markup into plain Markdown, and make failing checks fail their
+cell while grading.
 """
 
 import sys
@@ -22,7 +23,12 @@ sys.path.insert(0, str(HERE / "tools"))
 
 from nbgrader.converters import Autograde, GenerateAssignment  # noqa: E402
 from nbgrader.preprocessors import ClearSolutions, Execute  # noqa: E402
-from nbgrader_plugins import GradingExecute, HintedClearSolutions, RemoveWebSolutions  # noqa: E402
+from nbgrader_plugins import (  # noqa: E402
+    GradingExecute,
+    HintedClearSolutions,
+    PlainMarkdown,
+    RemoveWebSolutions,
+)
 
 c = get_config()  # noqa: F821 (nbgrader provides it)
 
@@ -36,7 +42,7 @@ def _default(cls, name):
 
 
 # nbgrader's own preprocessor lists, with the course's plugins swapped in.
-c.GenerateAssignment.preprocessors = [RemoveWebSolutions] + [
+c.GenerateAssignment.preprocessors = [RemoveWebSolutions, PlainMarkdown] + [
     HintedClearSolutions if p is ClearSolutions else p for p in _default(GenerateAssignment, "preprocessors")
 ]
 c.Autograde.autograde_preprocessors = [

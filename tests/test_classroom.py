@@ -14,6 +14,7 @@ import copy
 import csv
 import importlib.util
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -66,6 +67,10 @@ def test_release_is_a_student_version(course):
     nb = nbformat.read(tmp / "student" / "chapters" / f"{CHAPTER}.ipynb", as_version=4)
     text = json.dumps(nb)
     assert "BEGIN SOLUTION" not in text and "{solution-start}" not in text and "{solution}" not in text
+    assert "{exercise}" not in text and "{cite}" not in text  # plain Markdown (PlainMarkdown)
+    statement = next(c.source for c in nb.cells if "`ex-02-row`" in c.source)
+    head = "> **Exercise `ex-02-row`: One attention row**\n>\n> Write `my_attention_row("
+    assert statement.startswith(head)
     assert "for x, y in zip(a, b)" not in _cell(nb, "ex-02-dot-solution").source
     assert 'raise NotImplementedError("multiply matching entries' in _cell(nb, "ex-02-dot-solution").source
     check = _cell(nb, "ex-02-dot-check")
@@ -204,15 +209,52 @@ REAL_CHAPTERS = sorted((ROOT / "chapters").glob("[0-9]*.ipynb"))
 
 @pytest.mark.parametrize("path", REAL_CHAPTERS, ids=[p.stem for p in REAL_CHAPTERS])
 def test_every_real_chapter_loses_its_solutions(path):
-    """The course's two release plugins on every chapter (fast: no nbgrader process, no kernel)."""
+    """The course's three release plugins on every chapter (fast: no nbgrader process, no kernel)."""
     source = nbformat.read(path, as_version=4)
     nb, _ = plugins.RemoveWebSolutions().preprocess(copy.deepcopy(source), {"unique_key": path.stem})
+    nb, _ = plugins.PlainMarkdown().preprocess(nb, {})
     nb, _ = plugins.HintedClearSolutions().preprocess(nb, {})
     text = json.dumps(nb)
     assert "BEGIN SOLUTION" not in text and "{solution" not in text and "widgets" not in nb.metadata
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert not re.search(r"\{(exercise|admonition|cite|ref)\}|^\([\w:.-]+\)=", markdown, re.M)
+    exercises = sum(c.source.count("{exercise}") for c in source.cells if c.cell_type == "markdown")
+    assert markdown.count("> **Exercise `ex-") == exercises
     solutions = [c for c in source.cells if c.metadata.get("nbgrader", {}).get("solution")]
     assert text.count("raise NotImplementedError(") == len(solutions)
     assert "# YOUR CODE HERE" in text and plugins.DEFAULT_HINT not in text  # every exercise has a hint
+
+
+def test_myst_markup_becomes_plain_markdown():
+    citations = {
+        "vaswani2017attention": "Vaswani *et al.*, 2017",
+        "dao2022flashattention": "Dao *et al.*, 2022",
+    }
+    text = (
+        "(sec-x)=\n## Title\n\nAs {cite}`vaswani2017attention` and {cite}`dao2022flashattention, nokey` say,"
+        " see {ref}`the masks <sec-masks>` and {ref}`ex-06-fix`.\n\n"
+        "````{exercise} Fix it\n:label: ex-06-fix\n\nThe code:\n\n```python\nx = 1\n```\n\nFix $x$.\n````\n\n"
+        "```{admonition} Heads up\n:class: note\n\nA {cite}`vaswani2017attention` note.\n```\n\n"
+        ":::{tip}\nNested:\n```{exercise}\nNo title, no label.\n```\n:::\n\n"
+        "```{figure} keep.png\nA figure stays.\n```"
+    )
+    assert plugins.myst_to_markdown(text, citations) == (
+        "## Title\n\nAs [Vaswani *et al.*, 2017] and [Dao *et al.*, 2022; nokey] say,"
+        " see the masks and `ex-06-fix`.\n\n"
+        "> **Exercise `ex-06-fix`: Fix it**\n>\n> The code:\n>\n"
+        "> ```python\n> x = 1\n> ```\n>\n> Fix $x$.\n\n"
+        "> **Heads up**\n>\n> A [Vaswani *et al.*, 2017] note.\n\n"
+        "> **Tip**\n>\n> Nested:\n> > **Exercise**\n> >\n> > No title, no label.\n\n"
+        "```{figure} keep.png\nA figure stays.\n```"
+    )
+
+
+def test_citations_come_from_the_bibliography():
+    citations = plugins.load_citations(ROOT / "references.bib")
+    assert citations["vaswani2017attention"] == "Vaswani *et al.*, 2017"
+    assert citations["shazeer2019fast"] == "Shazeer, 2019"  # one author: no et al.
+    bib_keys = re.findall(r"^@\w+\{([^,\s]+),", (ROOT / "references.bib").read_text(), re.M)
+    assert sorted(citations) == sorted(bib_keys)
 
 
 def test_a_code_cell_inside_a_solution_dropdown_is_an_error():
