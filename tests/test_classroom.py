@@ -310,6 +310,50 @@ def test_triage_grades_a_foreign_chapter_as_what_it_is(tmp_path):
     assert wrong.is_file()  # the student's file stays where it was
 
 
+def test_a_run_for_one_chapter_reports_only_that_chapter(tmp_path):
+    """make grade CHAPTERS=02...: another chapter handed in is neither graded nor shown as graded."""
+    prints = {CHAPTER: ["dot"], "03_vectorising_with_numpy": ["scores"]}
+    for chapter, call in prints.items():
+        source = tmp_path / "course" / "source" / chapter / f"{chapter}.ipynb"
+        source.parent.mkdir(parents=True)
+        cells = [nbformat.v4.new_code_cell(f"check.{call[0]}(f)")]
+        nbformat.write(nbformat.v4.new_notebook(cells=cells), source)
+    chapter3 = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("check.scores(f)")])
+    for student, name in (("ivy", "03_vectorising_with_numpy"), ("gus", CHAPTER)):  # gus: the wrong name
+        folder = tmp_path / "course" / "submitted" / student
+        folder.mkdir(parents=True)
+        nbformat.write(chapter3, folder / f"{name}.ipynb")
+    ivy2 = tmp_path / "course" / "submitted" / "ivy" / f"{CHAPTER}.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("check.dot(f)")]), ivy2)
+    rows, wanted = classroom.triage(
+        tmp_path / "course" / "submitted", tmp_path / "course" / "triaged", prints, [CHAPTER]
+    )
+    assert wanted == [CHAPTER]
+    table = sorted((r.student, r.chapter, r.score) for r in rows)
+    assert table == [
+        ("gus", CHAPTER, "0 (missing)"),
+        ("gus", "03_vectorising_with_numpy", "not graded"),
+        ("ivy", CHAPTER, ""),
+    ]
+    gus3 = next(r for r in rows if r.chapter == "03_vectorising_with_numpy")
+    assert gus3.notes == [
+        f"gus/{CHAPTER}.ipynb is 03_vectorising_with_numpy, not {CHAPTER}: "
+        "graded as 03_vectorising_with_numpy",
+        f"not graded: this run grades {CHAPTER}",
+    ]
+
+
+def test_a_check_stopped_by_the_time_limit_says_so(tmp_path):
+    cell = nbformat.v4.new_code_cell("check.dot(my_dot)")
+    cell.metadata["nbgrader"] = {"grade": True, "grade_id": "ex-02-dot-check", "points": 1}
+    cell.outputs = [nbformat.v4.new_output("error", ename="KeyboardInterrupt", evalue="", traceback=[])]
+    path = tmp_path / "autograded.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), path)
+    assert classroom.failed_checks(path) == [
+        "ex-02-dot-check: did not finish in time and was stopped (an endless loop, or far too slow)"
+    ]
+
+
 def test_triage_prefers_the_file_with_the_chapters_name(tmp_path):
     prints = {CHAPTER: ["dot"]}
     source = tmp_path / "course" / "source" / CHAPTER / f"{CHAPTER}.ipynb"

@@ -253,6 +253,15 @@ def triage(
                         [f"no notebook for {chapter} in {folder.relative_to(submitted.parent)}"],
                     )
                 )
+    if chapters:  # a run for some chapters: the others handed in are not graded, nor reported as if they were
+        skipped = f"not graded: this run grades {', '.join(wanted)}"
+        rows = [
+            row
+            if row.chapter in ("-", "?") or row.chapter in wanted
+            else Row(row.student, row.chapter, "not graded", [*row.notes, skipped])
+            for row in rows
+            if row.chapter in ("-", "?") or row.chapter in wanted or row.notes
+        ]
     return rows, wanted
 
 
@@ -265,6 +274,13 @@ def failed_checks(autograded: Path) -> list[str]:
         if not meta.get("grade"):
             continue
         for out in cell.get("outputs", []):
+            if out.output_type == "error" and out.ename == "KeyboardInterrupt":
+                # nbgrader interrupts a cell that runs past c.Execute.timeout (nbgrader_config.py)
+                found.append(
+                    f"{meta['grade_id']}: did not finish in time and was stopped "
+                    "(an endless loop, or far too slow)"
+                )
+                break
             if out.output_type == "error":
                 text = out.evalue.splitlines()[0] if out.evalue else out.ename
                 found.append(f"{meta['grade_id']}: {out.ename}: {text[:160]}")
