@@ -343,6 +343,23 @@ def test_a_run_for_one_chapter_reports_only_that_chapter(tmp_path):
     ]
 
 
+def test_a_chapter_nobody_handed_in_is_a_row_not_an_nbgrader_error(tmp_path):
+    chapter3 = "03_vectorising_with_numpy"
+    for chapter, call in ((CHAPTER, "dot"), (chapter3, "scores")):
+        source = tmp_path / "course" / "source" / chapter / f"{chapter}.ipynb"
+        source.parent.mkdir(parents=True)
+        cells = [nbformat.v4.new_code_cell(f"check.{call}(f)")]
+        nbformat.write(nbformat.v4.new_notebook(cells=cells), source)
+    (tmp_path / "course" / "submitted" / "ivy").mkdir(parents=True)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("check.scores(f)")])
+    nbformat.write(nb, tmp_path / "course" / "submitted" / "ivy" / f"{chapter3}.ipynb")
+    rows = classroom.grade(tmp_path / "course", [CHAPTER])  # returns before nbgrader: nothing to grade
+    assert sorted((r.student, r.chapter, r.score, r.notes[0]) for r in rows) == [
+        ("-", CHAPTER, "", f"nobody handed in {CHAPTER}"),
+        ("ivy", CHAPTER, "0 (missing)", f"no notebook for {CHAPTER} in submitted/ivy"),
+    ]
+
+
 def test_a_check_stopped_by_the_time_limit_says_so(tmp_path):
     cell = nbformat.v4.new_code_cell("check.dot(my_dot)")
     cell.metadata["nbgrader"] = {"grade": True, "grade_id": "ex-02-dot-check", "points": 1}

@@ -295,13 +295,16 @@ def grade(course: Path, chapters: list[str] | None = None) -> list[Row]:
     if not prints:
         raise SystemExit(f"classroom: no assignments in {course / 'source'}: run `make student` first")
     rows, wanted = triage(submitted, triaged, prints, chapters)
-    if not any(triaged.glob("*/*/*.ipynb")):
+    handed_in = [ch for ch in wanted if any(triaged.glob(f"*/{ch}/*.ipynb"))]
+    rows += [Row("-", ch, "", [f"nobody handed in {ch}"]) for ch in wanted if ch not in handed_in]
+    if not handed_in:
         if not rows:
             rows.append(Row("-", "-", "", [f"nothing to grade: {submitted} has no student folders"]))
         return rows
     steps = [
-        ["autograde", ch, f"--CourseDirectory.submitted_directory={triaged.name}", "--force"] for ch in wanted
-    ] + [["generate_feedback", ch, "--force"] for ch in wanted]
+        ["autograde", ch, f"--CourseDirectory.submitted_directory={triaged.name}", "--force"]
+        for ch in handed_in
+    ] + [["generate_feedback", ch, "--force"] for ch in handed_in]
     for step in steps:
         proc = nbgrader(step, course)
         if proc.returncode != 0:  # one student's failure is reported below; the batch goes on
