@@ -123,15 +123,8 @@ def _block(
     return dQ, dK, dV
 
 
-def attention_block_backward(fn, raise_on_fail: bool = False) -> CheckResult:
-    """Check ``fn(Q, K, V, dO, O, L, mask) -> (dQ, dK, dV)``: one key block's gradients.
-
-    The keys are split into blocks and ``fn`` sees one: Q (T, d_k), dO (T, d_v), O (T, d_v) the
-    forward's output and L (T,) its row logsumexp over **all** keys (-inf for a row that sees no
-    key); K (S_j, d_k), V (S_j, d_v) and mask (T, S_j) (bool, True = attend) are this block's.
-    Expected: P = exp(S - L) (0 where masked), D = rowsum(dO * O), dV = P^T dO, dP = dO V^T,
-    dS = P * (dP - D), dQ = scale dS K (this block's share), dK = scale dS^T Q, scale = 1/sqrt(d_k).
-    """
+def _block_cases() -> list[Case]:
+    """Two blocks: one of the middle keys with a row that sees no key, one of the first keys."""
     r = _rng()
     cases = []
     # (T, all keys, this block's keys, d_k, d_v, a row that sees no key at all). In the first,
@@ -147,7 +140,11 @@ def attention_block_backward(fn, raise_on_fail: bool = False) -> CheckResult:
         O, L = attention_forward_lse(Q, K, V, mask=mask)  # over all keys
         args = (Q, K[block], V[block], dO, O, L, mask[:, block])
         cases.append(Case(args, _block(*args), label))
+    return cases
 
+
+def _block_mistakes() -> list[Mistake]:
+    """The classic mistakes of one block's backward, each modelled by a keyword of :func:`_block`."""
     whole_row = (
         "L and D belong to the whole row, and this block is one slice of its keys: "
         "P = exp(S - L) (no softmax inside the block) and dS = P * (dP - D) with D = rowsum(dO * O)."
@@ -219,12 +216,24 @@ def attention_block_backward(fn, raise_on_fail: bool = False) -> CheckResult:
             lambda *a: _block(*a, safe=False),
         ),
     ]
+    return mistakes
+
+
+def attention_block_backward(fn, raise_on_fail: bool = False) -> CheckResult:
+    """Check ``fn(Q, K, V, dO, O, L, mask) -> (dQ, dK, dV)``: one key block's gradients.
+
+    The keys are split into blocks and ``fn`` sees one: Q (T, d_k), dO (T, d_v), O (T, d_v) the
+    forward's output and L (T,) its row logsumexp over **all** keys (-inf for a row that sees no
+    key); K (S_j, d_k), V (S_j, d_v) and mask (T, S_j) (bool, True = attend) are this block's.
+    Expected: P = exp(S - L) (0 where masked), D = rowsum(dO * O), dV = P^T dO, dP = dO V^T,
+    dS = P * (dP - D), dQ = scale dS K (this block's share), dK = scale dS^T Q, scale = 1/sqrt(d_k).
+    """
     return run_check(
         "attention_block_backward",
         fn,
-        cases,
+        _block_cases(),
         "(Q, K, V, dO, O, L, mask)",
-        mistakes,
+        _block_mistakes(),
         rtol=1e-6,
         atol=1e-9,
         parts=("dQ", "dK", "dV"),
