@@ -124,7 +124,7 @@ def _block(
 
 
 def _block_cases() -> list[Case]:
-    """Two blocks: one of the middle keys with a row that sees no key, one of the first keys."""
+    """Two blocks: the last 4 of 7 keys (with a row that sees no key), and the first 5 of 8 keys."""
     r = _rng()
     cases = []
     # (T, all keys, this block's keys, d_k, d_v, a row that sees no key at all). In the first,
